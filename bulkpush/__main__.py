@@ -1,0 +1,3 @@
+from bulkpush.cli import main
+
+main()
