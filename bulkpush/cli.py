@@ -10,6 +10,7 @@ from __future__ import annotations
 import click
 
 from bulkpush._version import __version__
+from bulkpush.emulator.cli import emulator_command
 
 EXIT_OK = 0
 EXIT_REJECTED = 1
@@ -21,6 +22,9 @@ EXIT_STOPPED = 3
 @click.version_option(__version__, "--version", "-V", prog_name="bulkpush")
 def cli() -> None:
     """bulkpush: push product catalogs into product-data platforms, fast, losing nothing."""
+
+
+cli.add_command(emulator_command, name="emulator")
 
 
 def main() -> None:

@@ -1,0 +1,125 @@
+"""``bulkpush emulator``: serve the local API emulator until interrupted.
+
+It prints one line with its base URL when it is ready (``bulkpush emulator
+listening on http://127.0.0.1:8080``), so a script can start it with
+``--port 0`` and read the port it got.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+
+import click
+
+from bulkpush.emulator.config import EmulatorConfig, Faults
+
+__all__ = ["emulator_command"]
+
+
+async def _serve(config: EmulatorConfig) -> None:
+    from bulkpush.emulator.server import Emulator  # noqa: PLC0415 - aiohttp only when serving
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):  # pragma: no cover - not on Windows
+            loop.add_signal_handler(sig, stop.set)
+    async with Emulator(config) as emu:
+        click.echo(f"bulkpush emulator listening on {emu.url}")
+        if not config.tokens:
+            click.echo("no --token given: any non-empty bearer token is accepted")
+        sys.stdout.flush()
+        await stop.wait()
+    click.echo("bulkpush emulator stopped")
+
+
+@click.command("emulator")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option("--port", default=8080, show_default=True, type=int, help="0 picks a free port.")
+@click.option(
+    "--token",
+    "tokens",
+    multiple=True,
+    help="Accepted bearer token (repeatable). None given: any non-empty token is accepted.",
+)
+@click.option(
+    "--rate-products", type=float, default=30.0, show_default=True, help="req/s per stream"
+)
+@click.option(
+    "--rate-batches", type=float, default=100.0, show_default=True, help="req/s per stream"
+)
+@click.option("--rate-other", type=float, default=5.0, show_default=True, help="req/s per endpoint")
+@click.option("--no-rate-limit", is_flag=True, help="Disable every rate limit.")
+@click.option(
+    "--latency", type=float, default=0.0, show_default=True, help="Seconds added to /products."
+)
+@click.option("--throughput-mode", is_flag=True, help="Count lines only: no parsing, no store.")
+@click.option("--referenced-min-bytes", type=int, default=10_000_000, show_default=True)
+@click.option("--referenced-max-bytes", type=int, default=200_000_000, show_default=True)
+@click.option("--max-streams", type=int, default=100, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the fault draws.")
+@click.option("--error-rate", type=float, default=0.0, show_default=True, help="Share of 5xx.")
+@click.option("--error-status", type=click.Choice(["500", "502", "503", "504"]), default="503")
+@click.option("--drop-rate", type=float, default=0.0, show_default=True, help="Share dropped.")
+@click.option("--fault-latency", type=float, default=0.0, show_default=True, help="Added seconds.")
+@click.option("--throttle-storm", type=float, default=0.0, show_default=True, help="429 seconds.")
+@click.option("--lock", "lock_s", type=float, default=0.0, show_default=True, help="423 seconds.")
+@click.option("--process-duration", type=float, default=0.2, show_default=True)
+@click.option("--request-log-size", type=int, default=10_000, show_default=True)
+def emulator_command(
+    *,
+    host: str,
+    port: int,
+    tokens: tuple[str, ...],
+    rate_products: float,
+    rate_batches: float,
+    rate_other: float,
+    no_rate_limit: bool,
+    latency: float,
+    throughput_mode: bool,
+    referenced_min_bytes: int,
+    referenced_max_bytes: int,
+    max_streams: int,
+    seed: int,
+    error_rate: float,
+    error_status: str,
+    drop_rate: float,
+    fault_latency: float,
+    throttle_storm: float,
+    lock_s: float,
+    process_duration: float,
+    request_log_size: int,
+) -> None:
+    """Run the local Productsup Stream + Platform API emulator until interrupted."""
+    try:
+        config = EmulatorConfig(
+            host=host,
+            port=port,
+            tokens=frozenset(tokens),
+            products_rate=None if no_rate_limit else rate_products,
+            batches_rate=None if no_rate_limit else rate_batches,
+            other_rate=None if no_rate_limit else rate_other,
+            referenced_min_bytes=referenced_min_bytes,
+            referenced_max_bytes=referenced_max_bytes,
+            throughput_mode=throughput_mode,
+            latency_s=latency,
+            faults=Faults(
+                error_rate=error_rate,
+                error_status=int(error_status),
+                drop_rate=drop_rate,
+                latency_s=fault_latency,
+                throttle_storm_s=throttle_storm,
+                lock_s=lock_s,
+            ),
+            seed=seed,
+            max_streams=max_streams,
+            process_duration_s=process_duration,
+            request_log_size=request_log_size,
+        )
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_serve(config))
