@@ -64,7 +64,8 @@ _SECRET_PATTERNS = (
     re.compile(r"(?i)\b(bearer|basic)(\s+)[A-Za-z0-9._~+/=-]{8,}"),
     re.compile(
         r"(?i)\b(authorization|x-auth-token|x-api-key|private-token|api[_-]?key"
-        r"|access[_-]?token|token|secret|password)(\"?\s*[:=]\s*\"?)[^\s\"'&,;]+"
+        r"|access[_-]?token|token|secret|password)(\"?\s*[:=]\s*\"?)"
+        r"(?!(?:bearer|basic)\s|\*\*\*)[^\s\"'&,;]+"
     ),
 )
 
