@@ -1,0 +1,392 @@
+"""The bounded pipeline that joins the stages.
+
+::
+
+    sources ─► validate ─► chunk ─► encode      (one worker thread, sequential)
+                                      │  queue (bounded)
+                                      ▼
+                               compress × N     (thread pool, off the event loop)
+                                      │  queue (bounded)
+                                      ▼
+                  byte budget ─► send × adaptive (event loop: pacing, retries)
+                                      │
+                               events ─► report, rejects file, progress, caller
+
+Reading is back-pressured by sending: the queues are small and the byte
+budget caps the chunks held in flight, so memory does not grow with the
+catalog. The event loop does I/O only; reading, validation, chunking and
+encoding run in one worker thread (a sequential generator), compression in a
+thread pool (ISA-L and zlib release the GIL).
+
+Every record read ends in exactly one bucket of the :class:`Report`:
+``accepted``, ``rejected`` or ``not_sent``, also when the run stops early.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import IO, Any, Protocol
+
+from bulkpush.chunking import BodyFormat, Chunker, encode_body
+from bulkpush.compression import Compressor
+from bulkpush.errors import BulkpushError, RunStopped, SourceError
+from bulkpush.progress import Progress, make_progress
+from bulkpush.records import Chunk, Outcome, Record, Rejection
+from bulkpush.report import RejectsWriter, Report
+from bulkpush.sources import Format, iter_objects, iter_records
+from bulkpush.transport import ByteBudget
+from bulkpush.validation import Validator
+
+__all__ = [
+    "ChunkFailed",
+    "Event",
+    "Pipeline",
+    "PipelineSettings",
+    "Sender",
+    "Source",
+]
+
+Source = str | os.PathLike[str] | IO[bytes] | Iterable[Mapping[str, Any] | bytes | str]
+Event = Outcome | Rejection
+
+# How many records one trip to the reader thread handles at most before it
+# reports back (keeps progress and client rejections flowing on bad files).
+_STEP_RECORDS = 20_000
+
+
+class ChunkFailed(BulkpushError):
+    """Raised when a chunk could not be delivered and the run must stop.
+
+    ``outcome`` holds what was spent on it with its records counted as
+    ``not_sent``; ``cause`` is the error that stops the run.
+    """
+
+    def __init__(self, message: str, *, outcome: Outcome, cause: BulkpushError) -> None:
+        super().__init__(message)
+        self.outcome = outcome
+        self.cause = cause
+
+
+class Sender(Protocol):
+    """What the pipeline needs of a target: send one chunk's payload.
+
+    Returns one outcome per request that carried the chunk's products (a 413
+    split makes two); raises :class:`ChunkFailed` when the run must stop.
+    """
+
+    pinpoint_requests: int
+    pinpoint_bytes: int
+
+    async def send(self, chunk: Chunk, payload: bytes) -> list[Outcome]: ...
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PipelineSettings:
+    """How the stages are joined: chunk limits, body format, queue sizes, budget."""
+
+    max_count: int
+    max_bytes: int
+    min_bytes: int = 0
+    target_bytes: int | None = None
+    body_format: BodyFormat = "ndjson"
+    format: Format | None = None
+    inflight_bytes: int = 192 * 1024 * 1024
+    compress_workers: int = field(default_factory=lambda: max(2, os.cpu_count() or 2))
+    queue_chunks: int = 2
+
+
+@dataclass(slots=True)
+class _Step:
+    read: int = 0
+    source_bytes: int = 0
+    rejections: list[Rejection] = field(default_factory=list)
+    chunks: list[tuple[Chunk, bytes]] = field(default_factory=list)
+    done: bool = False
+    error: BulkpushError | None = None
+
+
+class _Reader:
+    """The sequential part, run in a worker thread one step at a time.
+
+    ``fed - cut`` records sit in the chunker, read but not yet in a chunk.
+    """
+
+    def __init__(
+        self, sources: Iterable[Source], settings: PipelineSettings, validator: Validator
+    ) -> None:
+        self.settings = settings
+        self.validator = validator
+        self.chunker = Chunker(
+            max_count=settings.max_count,
+            max_bytes=settings.max_bytes,
+            min_bytes=settings.min_bytes,
+            target_bytes=settings.target_bytes,
+            body_format=settings.body_format,
+        )
+        self.items = self._items(sources)
+        self.fed = 0
+        self.cut = 0
+
+    def _items(self, sources: Iterable[Source]) -> Iterator[Record | Rejection]:
+        for src in sources:
+            if isinstance(src, str | os.PathLike) or hasattr(src, "read"):
+                yield from iter_records(src, format=self.settings.format)  # type: ignore[arg-type]
+            else:
+                yield from iter_objects(src)  # type: ignore[arg-type]
+
+    def _encode(self, st: _Step, chunks: list[Chunk]) -> None:
+        for chunk in chunks:
+            self.cut += len(chunk)
+            st.chunks.append((chunk, encode_body(chunk, self.settings.body_format)))
+
+    def step(self) -> _Step:
+        st = _Step()
+        validator = self.validator
+        feed = self.chunker.feed
+        try:
+            for item in self.items:
+                st.read += 1
+                if isinstance(item, Rejection):
+                    st.source_bytes += len(item.record.raw) + 1
+                    st.rejections.append(item)
+                else:
+                    st.source_bytes += len(item.raw) + 1
+                    rejection = validator(item)
+                    if rejection is not None:
+                        st.rejections.append(rejection)
+                    else:
+                        self.fed += 1
+                        done = feed(item)
+                        if done:
+                            self._encode(st, done)
+                if st.chunks or st.read >= _STEP_RECORDS:
+                    return st
+            st.done = True
+            self._encode(st, self.chunker.flush())
+        except BulkpushError as exc:
+            st.error = exc
+        except OSError as exc:
+            st.error = SourceError(f"reading the catalog failed: {exc}")
+        return st
+
+
+class Pipeline:
+    """One push run: reads ``sources`` and delivers every chunk through ``sender``.
+
+    Use :meth:`events` for the streaming form (each chunk's :class:`Outcome`
+    and each client-side :class:`Rejection` as they happen) or :meth:`run`
+    for the final :class:`Report`. Either raises :class:`RunStopped` (with
+    the report attached) when the run stopped before every record was sent.
+    """
+
+    def __init__(
+        self,
+        sources: Iterable[Source],
+        *,
+        sender: Sender,
+        compressor: Compressor,
+        validator: Validator,
+        settings: PipelineSettings,
+        report: Report,
+        rejects_path: str | os.PathLike[str] | None = None,
+        progress: Progress | None = None,
+        total_bytes: int | None = None,
+    ) -> None:
+        self.sources = sources
+        self.sender = sender
+        self.compressor = compressor
+        self.validator = validator
+        self.settings = settings
+        self.report = report
+        self.rejects_path = rejects_path
+        self.progress = progress or make_progress(enabled=False)
+        self.total_bytes = total_bytes
+        self.stop_cause: BulkpushError | None = None
+
+    def __repr__(self) -> str:
+        return f"Pipeline(read={self.report.read}, stopped={self.stop_cause is not None})"
+
+    async def run(self) -> Report:
+        async for _ in self.events():
+            pass
+        return self.report
+
+    async def events(self) -> AsyncIterator[Event]:
+        """Yield every chunk outcome and client rejection as it comes."""
+        queue: asyncio.Queue[Event | None] = asyncio.Queue(maxsize=1024)
+
+        async def runner() -> None:
+            try:
+                await self._drive(queue.put)
+            except asyncio.CancelledError:
+                raise
+            except BaseException:
+                await queue.put(None)
+                raise
+            await queue.put(None)
+
+        task = asyncio.create_task(runner())
+        try:
+            while (event := await queue.get()) is not None:
+                yield event
+        finally:
+            if not task.done():
+                task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _drive(self, emit: Callable[[Event], Awaitable[None]]) -> None:
+        rejects = RejectsWriter(self.rejects_path) if self.rejects_path else None
+        self.progress.start(total_bytes=self.total_bytes)
+        try:
+            await self._run_stages(emit, rejects)
+        finally:
+            self.progress.close()
+            await self.compressor.aclose()
+            if rejects is not None:
+                rejects.close()
+                self.report.set_rejects_file(rejects.path, rejects.count)
+            self.report.add_pinpoint_cost(self.sender.pinpoint_requests, self.sender.pinpoint_bytes)
+            stopped = str(self.stop_cause) if self.stop_cause is not None else None
+            self.report.finish(stopped=stopped)
+        if self.stop_cause is not None:
+            raise RunStopped(
+                f"the run stopped: {self.stop_cause}", report=self.report, cause=self.stop_cause
+            ) from self.stop_cause
+
+    async def _run_stages(
+        self,
+        emit: Callable[[Event], Awaitable[None]],
+        rejects: RejectsWriter | None,
+    ) -> None:
+        settings = self.settings
+        report = self.report
+        progress = self.progress
+        reader = _Reader(self.sources, settings, self.validator)
+        Item = tuple[int, Chunk, bytes]
+        encoded: asyncio.Queue[Item | None] = asyncio.Queue(settings.queue_chunks)
+        ready: asyncio.Queue[Item | None] = asyncio.Queue(settings.queue_chunks)
+        budget = ByteBudget(settings.inflight_bytes)
+        stop = asyncio.Event()
+        senders: set[asyncio.Task[None]] = set()
+        # Every chunk from its cut until its outcome is recorded, by ticket:
+        # what is still here when the run ends was never answered: not_sent.
+        held: dict[int, Chunk] = {}
+        tickets = iter(range(1 << 62))
+
+        def fail(cause: BulkpushError) -> None:
+            if self.stop_cause is None:
+                self.stop_cause = cause
+            stop.set()
+
+        def account(outcomes: list[Outcome]) -> None:
+            for outcome in outcomes:
+                report.add_outcome(outcome)
+                if rejects is not None:
+                    rejects.write_all(outcome.rejections)
+                progress.advance(
+                    accepted=outcome.accepted,
+                    rejected=outcome.rejected,
+                    bytes_sent=outcome.bytes_sent,
+                )
+
+        async def produce() -> None:
+            try:
+                while not stop.is_set():
+                    st = await asyncio.to_thread(reader.step)
+                    report.add_read(st.read, st.source_bytes)
+                    progress.advance(
+                        records=st.read, source_bytes=st.source_bytes, rejected=len(st.rejections)
+                    )
+                    for rej in st.rejections:
+                        report.add_rejection(rej)
+                        if rejects is not None:
+                            rejects.write(rej)
+                    for chunk, body in st.chunks:
+                        ticket = next(tickets)
+                        held[ticket] = chunk
+                        if not stop.is_set():
+                            await encoded.put((ticket, chunk, body))
+                    for rej in st.rejections:
+                        await emit(rej)
+                    if st.error is not None:
+                        fail(st.error)
+                    if st.done:
+                        return
+            finally:
+                await encoded.put(None)
+
+        async def compress() -> None:
+            try:
+                while (item := await encoded.get()) is not None:
+                    ticket, chunk, body = item
+                    if stop.is_set():
+                        continue
+                    payload = await self.compressor.compress(body)
+                    await ready.put((ticket, chunk, payload))
+                await encoded.put(None)  # let the other compressors see the end
+            finally:
+                await ready.put(None)
+
+        async def send_one(ticket: int, chunk: Chunk, payload: bytes) -> None:
+            outcomes = [Outcome(chunk=chunk, not_sent=len(chunk), error="cancelled")]
+            try:
+                outcomes = await self.sender.send(chunk, payload)
+            except ChunkFailed as exc:
+                outcomes = [exc.outcome]
+                fail(exc.cause)
+            finally:
+                budget.release(chunk.nbytes)
+                held.pop(ticket, None)
+                account(outcomes)
+            for outcome in outcomes:
+                await emit(outcome)
+
+        async def dispatch() -> None:
+            ended = 0
+            while ended < settings.compress_workers:
+                item = await ready.get()
+                if item is None:
+                    ended += 1
+                    continue
+                ticket, chunk, payload = item
+                if stop.is_set():
+                    continue
+                await budget.acquire(chunk.nbytes)
+                task = asyncio.create_task(send_one(ticket, chunk, payload))
+                senders.add(task)
+                task.add_done_callback(senders.discard)
+
+        producer = asyncio.create_task(produce())
+        workers = [asyncio.create_task(compress()) for _ in range(settings.compress_workers)]
+        dispatcher = asyncio.create_task(dispatch())
+        pipeline: asyncio.Future[Any] = asyncio.gather(producer, *workers, dispatcher)
+        stopper: asyncio.Future[Any] = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.wait([pipeline, stopper], return_when=asyncio.FIRST_COMPLETED)
+            if stop.is_set():
+                # Stop taking work. The reader finishes its step by itself (a
+                # thread cannot be cancelled); the rest is cancelled, and
+                # whatever it held is counted below.
+                for t in [*workers, dispatcher, *senders]:
+                    t.cancel()
+            await asyncio.gather(pipeline, return_exceptions=True)
+            while senders:
+                await asyncio.gather(*senders, return_exceptions=True)
+            if not stop.is_set():
+                pipeline.result()  # re-raise a stage's unexpected error
+        except BaseException:
+            for t in [producer, *workers, dispatcher, *senders]:
+                t.cancel()
+            await asyncio.gather(producer, *workers, dispatcher, *senders, return_exceptions=True)
+            raise
+        finally:
+            stopper.cancel()
+            not_sent = sum(len(c) for c in held.values()) + (reader.fed - reader.cut)
+            if not_sent:
+                report.add_not_sent(not_sent)
+            held.clear()
