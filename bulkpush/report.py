@@ -35,7 +35,16 @@ import orjson
 from bulkpush._version import __version__
 from bulkpush.records import STAGE_CLIENT, STAGE_UPLOAD, Outcome, Record, Rejection, Unattributed
 
-__all__ = ["CONTRACT_KEYS", "RejectsWriter", "Report", "merge_reports"]
+__all__ = [
+    "CONTRACT_KEYS",
+    "RejectsWriter",
+    "Report",
+    "merge_reports",
+    "redact",
+    "rejects_line",
+    "render_summary",
+    "write_json_atomic",
+]
 
 #: The keys every JSON report has; scripts depend on them, never remove one.
 CONTRACT_KEYS: tuple[str, ...] = (

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import bulkpush.report as report_module
 from bulkpush.records import Chunk, Outcome, Record, Rejection, Unattributed
 from bulkpush.report import (
     CONTRACT_KEYS,
@@ -601,3 +602,8 @@ def test_rejects_reason_masks_credentials(tmp_path: Path) -> None:
     with RejectsWriter(path) as w:
         w.write(Rejection(rec(1), "upload", "header Authorization: Bearer abcdefghijklmnop"))
     assert b"abcdefghijklmnop" not in path.read_bytes()
+
+
+def test_public_names() -> None:
+    for name in report_module.__all__:
+        assert hasattr(report_module, name), name
