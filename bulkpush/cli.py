@@ -7,15 +7,40 @@ products; 2 usage or input error; 3 run stopped by the API or the network.
 
 from __future__ import annotations
 
+import asyncio
+import os
+import sys
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any, NoReturn, TypeVar
+
 import click
+import orjson
 
 from bulkpush._version import __version__
+from bulkpush.client import PushOptions, StreamClient
+from bulkpush.compression import CompressionOptions
+from bulkpush.demo import run_demo
 from bulkpush.emulator.cli import emulator_command
+from bulkpush.errors import (
+    APIError,
+    BulkpushError,
+    ConfigError,
+    RunStopped,
+    SourceError,
+)
+from bulkpush.progress import make_progress
+from bulkpush.report import Report
+from bulkpush.sources import open_source
+from bulkpush.targets.productsup_stream import DEFAULT_API_URL
+from bulkpush.transport import RetryPolicy, TransportOptions
+from bulkpush.validation import ValidationOptions
 
 EXIT_OK = 0
 EXIT_REJECTED = 1
 EXIT_USAGE = 2
 EXIT_STOPPED = 3
+
+T = TypeVar("T")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -27,6 +52,459 @@ def cli() -> None:
 cli.add_command(emulator_command, name="emulator")
 
 
+def _fail(message: str, code: int) -> NoReturn:
+    click.echo(f"bulkpush: error: {message}", err=True)
+    sys.exit(code)
+
+
+def _exit_code_for(exc: BaseException) -> int:
+    if isinstance(exc, ConfigError | SourceError):
+        return EXIT_USAGE
+    return EXIT_STOPPED
+
+
+def _run(coro_fn: Callable[[], Awaitable[T]]) -> T:
+    """Run a coroutine; map bulkpush errors to messages and exit codes."""
+    try:
+        return asyncio.run(coro_fn())  # type: ignore[arg-type]
+    except RunStopped:
+        raise
+    except BulkpushError as exc:
+        _fail(str(exc), _exit_code_for(exc))
+    except KeyboardInterrupt:
+        _fail("interrupted", 130)
+
+
+# Options shared by every command that talks to the Stream API.
+def _api_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    fn = click.option(
+        "--token",
+        envvar="BULKPUSH_TOKEN",
+        show_envvar=True,
+        help="Stream API token (default: $BULKPUSH_TOKEN). Never printed.",
+    )(fn)
+    fn = click.option(
+        "--api-url",
+        envvar="BULKPUSH_API_URL",
+        show_envvar=True,
+        default=DEFAULT_API_URL,
+        show_default=True,
+        help="Stream API base URL.",
+    )(fn)
+    fn = click.option(
+        "--ca-bundle", type=click.Path(exists=True, dir_okay=False), help="Custom CA bundle."
+    )(fn)
+    fn = click.option(
+        "--insecure", is_flag=True, help="Do not verify TLS certificates (loud; testing only)."
+    )(fn)
+    fn = click.option(
+        "--integration", help="Your integration's name, sent in the User-Agent header."
+    )(fn)
+    return fn
+
+
+def _client(
+    token: str | None, api_url: str, ca_bundle: str | None, insecure: bool, integration: str | None
+) -> StreamClient:
+    if not token:
+        _fail("no token: pass --token or set BULKPUSH_TOKEN", EXIT_USAGE)
+    return StreamClient(
+        token=token,
+        api_url=api_url,
+        transport_options=TransportOptions(
+            verify_tls=not insecure, ca_bundle=ca_bundle, integration=integration
+        ),
+    )
+
+
+@cli.command()
+@click.argument("sources", nargs=-1, required=True)
+@click.option("--stream", "stream_id", required=True, help="The stream id to push to.")
+@click.option(
+    "--stream-type",
+    type=click.Choice(["chunked", "referenced"]),
+    help="Checked against the stream; by default the API says.",
+)
+@_api_options
+@click.option(
+    "--report", "report_path", type=click.Path(dir_okay=False), help="Write the JSON report here."
+)
+@click.option(
+    "--rejects",
+    "rejects_path",
+    type=click.Path(dir_okay=False),
+    help="Write rejected products (NDJSON) here.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["ndjson", "json", "csv", "rejects"]),
+    help="Source format (default: from the name and content).",
+)
+@click.option(
+    "--compression", type=click.Choice(["gzip", "none"]), default="gzip", show_default=True
+)
+@click.option("--gzip-level", type=int, help="gzip level (ISA-L 0-3, zlib 1-9).")
+@click.option(
+    "--rate",
+    type=float,
+    help="Requests per second on /products (default: 98% of the published 30/s).",
+)
+@click.option(
+    "--pinpoint-rejects",
+    is_flag=True,
+    help="Find every rejected product the API did not name, by re-sending halves.",
+)
+@click.option(
+    "--validation", type=click.Choice(["full", "light"]), default="full", show_default=True
+)
+@click.option(
+    "--flatten", is_flag=True, help="Flatten nested objects/arrays instead of rejecting them."
+)
+@click.option("--separator", default=".", show_default=True, help="Key separator for --flatten.")
+@click.option(
+    "--max-products",
+    type=click.IntRange(1, 10_000),
+    default=10_000,
+    show_default=True,
+    help="Products per request (chunked streams).",
+)
+@click.option(
+    "--request-mb", type=float, help="Request body size to aim for, in MB before compression."
+)
+@click.option(
+    "--body-format",
+    type=click.Choice(["ndjson", "json"]),
+    help="Referenced streams: NDJSON (default) or a JSON array.",
+)
+@click.option(
+    "--lock-deadline",
+    type=float,
+    default=900.0,
+    show_default=True,
+    help="Seconds to keep retrying a locked (423) stream.",
+)
+@click.option(
+    "--max-attempts",
+    type=click.IntRange(1, 100),
+    default=8,
+    show_default=True,
+    help="Attempts per request on 5xx / network errors.",
+)
+@click.option("--quiet", "-q", is_flag=True, help="No progress display and no summary.")
+def push(
+    sources: tuple[str, ...],
+    stream_id: str,
+    stream_type: str | None,
+    token: str | None,
+    api_url: str,
+    ca_bundle: str | None,
+    insecure: bool,
+    integration: str | None,
+    report_path: str | None,
+    rejects_path: str | None,
+    fmt: str | None,
+    compression: str,
+    gzip_level: int | None,
+    rate: float | None,
+    pinpoint_rejects: bool,
+    validation: str,
+    flatten: bool,
+    separator: str,
+    max_products: int,
+    request_mb: float | None,
+    body_format: str | None,
+    lock_deadline: float,
+    max_attempts: int,
+    quiet: bool,
+) -> None:
+    """Push catalogs (NDJSON, JSON array, CSV; .gz/.zst; - for stdin) to a stream."""
+    for src in sources:
+        if src != "-" and not os.path.exists(src):
+            _fail(f"cannot read {src}: no such file", EXIT_USAGE)
+    try:
+        options = PushOptions(
+            stream_type=stream_type,  # type: ignore[arg-type]
+            format=fmt,  # type: ignore[arg-type]
+            body_format=body_format,  # type: ignore[arg-type]
+            validation=ValidationOptions(
+                level=validation,  # type: ignore[arg-type]
+                flatten=flatten,
+                separator=separator,
+            ),
+            compression=CompressionOptions(codec=compression, level=gzip_level),  # type: ignore[arg-type]
+            max_products_per_request=max_products,
+            request_bytes=int(request_mb * 1_000_000) if request_mb else None,
+            rate=rate,
+            retry=RetryPolicy(lock_deadline_s=lock_deadline, max_attempts=max_attempts),
+            rejects_path=rejects_path,
+            pinpoint_rejects=pinpoint_rejects,
+        )
+    except ConfigError as exc:
+        _fail(str(exc), EXIT_USAGE)
+    client = _client(token, api_url, ca_bundle, insecure, integration)
+    progress = make_progress(enabled=not quiet)
+
+    async def go() -> Report:
+        async with client:
+            return await client.push(
+                list(sources), stream=stream_id, options=options, progress=progress
+            )
+
+    try:
+        report = _run(go)
+    except RunStopped as exc:
+        report = exc.report
+        _finish(report, report_path, quiet)
+        _fail(str(exc.cause or exc), _exit_code_for(exc.cause or exc))
+    _finish(report, report_path, quiet)
+    sys.exit(EXIT_REJECTED if report.rejected else EXIT_OK)
+
+
+def _finish(report: Report, report_path: str | None, quiet: bool) -> None:
+    if report_path:
+        report.write_json(report_path)
+    if not quiet:
+        click.echo(report.summary())
+        if report_path:
+            click.echo(f"report: {report_path}")
+
+
+def _read_ids(path: str) -> Iterator[str]:
+    """Product ids from a file: one per line, plain or NDJSON objects with an "id"."""
+    with open_source(path) as fh:
+        for n, raw in enumerate(fh, 1):
+            line = raw.strip()
+            if not line:
+                continue
+            if line.startswith(b"{"):
+                try:
+                    obj = orjson.loads(line)
+                except orjson.JSONDecodeError as exc:
+                    raise SourceError(f"{path}:{n}: not valid JSON", source=path) from exc
+                pid = obj.get("id") if isinstance(obj, dict) else None
+                if pid is None or isinstance(pid, bool):
+                    raise SourceError(f'{path}:{n}: no "id" in the object', source=path)
+                yield str(pid)
+            else:
+                yield line.decode("utf-8", "replace")
+
+
+@cli.command()
+@click.option("--stream", "stream_id", required=True)
+@click.option(
+    "--ids",
+    "ids_file",
+    type=click.Path(dir_okay=False),
+    help="File of ids (one per line, or NDJSON with id).",
+)
+@click.option("--all", "delete_all", is_flag=True, help="Delete every product of the stream.")
+@click.option("--yes", is_flag=True, help="Confirm --all.")
+@click.argument("ids", nargs=-1)
+@_api_options
+def delete(
+    stream_id: str,
+    ids_file: str | None,
+    delete_all: bool,
+    yes: bool,
+    ids: tuple[str, ...],
+    token: str | None,
+    api_url: str,
+    ca_bundle: str | None,
+    insecure: bool,
+    integration: str | None,
+) -> None:
+    """Delete products: by id (arguments or --ids FILE), or all of them (--all --yes)."""
+    modes = sum([bool(ids_file), delete_all, bool(ids)])
+    if modes != 1:
+        _fail("give exactly one of: --ids FILE, --all --yes, or ids as arguments", EXIT_USAGE)
+    if delete_all and not yes:
+        _fail("--all deletes every product of the stream: add --yes to confirm", EXIT_USAGE)
+    if ids_file and not os.path.exists(ids_file):
+        _fail(f"cannot read {ids_file}: no such file", EXIT_USAGE)
+    client = _client(token, api_url, ca_bundle, insecure, integration)
+
+    async def go() -> str:
+        async with client:
+            if delete_all:
+                await client.delete_all_products(stream_id)
+                return f"deleted all products of stream {stream_id}"
+            if len(ids) == 1:
+                await client.delete_product(stream_id, ids[0])
+                return f"deleted product {ids[0]} of stream {stream_id}"
+            source = _read_ids(ids_file) if ids_file else iter(ids)
+            result = await client.delete_products(stream_id, source)
+            return (
+                f"deleted {result.requested} product ids of stream {stream_id} "
+                f"in {result.requests} requests"
+            )
+
+    click.echo(_run(go))
+
+
+@cli.group()
+def streams() -> None:
+    """Manage streams: list, create, rename, delete."""
+
+
+def _print_json(obj: Any) -> None:
+    click.echo(orjson.dumps(obj, option=orjson.OPT_INDENT_2).decode())
+
+
+@streams.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@_api_options
+def streams_list(
+    as_json: bool,
+    token: str | None,
+    api_url: str,
+    ca_bundle: str | None,
+    insecure: bool,
+    integration: str | None,
+) -> None:
+    """List every stream of the account (all pages)."""
+    client = _client(token, api_url, ca_bundle, insecure, integration)
+
+    async def go() -> list[dict[str, Any]]:
+        async with client:
+            return [s.to_dict() for s in await client.list_streams()]
+
+    rows = _run(go)
+    if as_json:
+        _print_json(rows)
+        return
+    for row in rows:
+        click.echo(f"{row['id']}\t{row['type']}\t{row['name']}")
+
+
+@streams.command("create")
+@click.argument("name")
+@click.option(
+    "--type",
+    "stream_type",
+    type=click.Choice(["chunked", "referenced"]),
+    default="chunked",
+    show_default=True,
+)
+@_api_options
+def streams_create(
+    name: str,
+    stream_type: str,
+    token: str | None,
+    api_url: str,
+    ca_bundle: str | None,
+    insecure: bool,
+    integration: str | None,
+) -> None:
+    """Create a stream; prints its id."""
+    client = _client(token, api_url, ca_bundle, insecure, integration)
+
+    async def go() -> str:
+        async with client:
+            return (await client.create_stream(name, stream_type)).id  # type: ignore[arg-type]
+
+    click.echo(_run(go))
+
+
+@streams.command("rename")
+@click.argument("stream_id")
+@click.argument("name")
+@_api_options
+def streams_rename(
+    stream_id: str,
+    name: str,
+    token: str | None,
+    api_url: str,
+    ca_bundle: str | None,
+    insecure: bool,
+    integration: str | None,
+) -> None:
+    """Rename a stream (its type cannot change)."""
+    client = _client(token, api_url, ca_bundle, insecure, integration)
+
+    async def go() -> str:
+        async with client:
+            s = await client.rename_stream(stream_id, name)
+            return f"{s.id}\t{s.type}\t{s.name}"
+
+    click.echo(_run(go))
+
+
+@streams.command("delete")
+@click.argument("stream_id")
+@click.option("--yes", is_flag=True, help="Confirm: the stream and all its products are deleted.")
+@_api_options
+def streams_delete(
+    stream_id: str,
+    yes: bool,
+    token: str | None,
+    api_url: str,
+    ca_bundle: str | None,
+    insecure: bool,
+    integration: str | None,
+) -> None:
+    """Delete a stream and all its data."""
+    if not yes:
+        _fail("deleting a stream deletes all its products: add --yes to confirm", EXIT_USAGE)
+    client = _client(token, api_url, ca_bundle, insecure, integration)
+
+    async def go() -> str:
+        async with client:
+            await client.delete_stream(stream_id)
+            return f"deleted stream {stream_id}"
+
+    click.echo(_run(go))
+
+
+@cli.command()
+@click.argument("stream_id")
+@click.argument("batch_id")
+@_api_options
+def batch(
+    stream_id: str,
+    batch_id: str,
+    token: str | None,
+    api_url: str,
+    ca_bundle: str | None,
+    insecure: bool,
+    integration: str | None,
+) -> None:
+    """Print the status of an upload (batch) as JSON."""
+    client = _client(token, api_url, ca_bundle, insecure, integration)
+
+    async def go() -> dict[str, Any]:
+        async with client:
+            b = await client.batch(stream_id, batch_id)
+            return {
+                "id": b.id,
+                "status": b.status,
+                "errorCount": b.error_count,
+                "stages": b.stages,
+            }
+
+    _print_json(_run(go))
+
+
+@cli.command()
+@click.option(
+    "--products", type=click.IntRange(1000, 50_000_000), default=200_000, show_default=True
+)
+@click.option(
+    "--dir", "out_dir", type=click.Path(file_okay=False), default="demo-output", show_default=True
+)
+@click.option("--quiet", "-q", is_flag=True)
+def demo(products: int, out_dir: str, quiet: bool) -> None:
+    """Generate a catalog with a few broken products and push it to the embedded emulator."""
+    try:
+        code = asyncio.run(run_demo(products=products, out_dir=out_dir, quiet=quiet))
+    except BulkpushError as exc:
+        _fail(str(exc), _exit_code_for(exc))
+    sys.exit(code)
+
+
 def main() -> None:
     """Console-script entry point."""
-    cli(prog_name="bulkpush")
+    try:
+        cli(prog_name="bulkpush")
+    except APIError as exc:  # pragma: no cover - _run maps these; a last guard
+        _fail(str(exc), EXIT_STOPPED)
