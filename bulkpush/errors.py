@@ -8,6 +8,7 @@ Hierarchy::
 
     BulkpushError
     ├── ConfigError              bad options or arguments (CLI exit code 2)
+    │   └── CatalogTooSmall      a referenced stream's whole catalog is under its request minimum
     ├── SourceError              a catalog cannot be read at all (exit code 2)
     ├── TransportError           the network failed (retriable)
     │   └── RequestTimeout       no answer within the request timeout (retriable)
@@ -36,6 +37,7 @@ __all__ = [
     "APIError",
     "AuthError",
     "BulkpushError",
+    "CatalogTooSmall",
     "ConfigError",
     "Conflict",
     "InvalidRequest",
@@ -64,6 +66,20 @@ class BulkpushError(Exception):
 
 class ConfigError(BulkpushError):
     """Raised when options or arguments are invalid or inconsistent."""
+
+
+class CatalogTooSmall(ConfigError):
+    """Raised when a whole catalog is smaller than the minimum size of one request.
+
+    A referenced stream refuses requests under 10 MB, so a catalog that cannot
+    fill one request cannot be sent to it. ``nbytes`` is the catalog's size as
+    it would be sent, ``min_bytes`` the minimum.
+    """
+
+    def __init__(self, message: str, *, nbytes: int, min_bytes: int) -> None:
+        super().__init__(message)
+        self.nbytes = nbytes
+        self.min_bytes = min_bytes
 
 
 class SourceError(BulkpushError):

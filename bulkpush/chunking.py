@@ -1,0 +1,227 @@
+"""Cut a stream of records into request-sized chunks: pure, no I/O.
+
+:class:`Chunker` is fed records one at a time and hands back the chunks they
+complete (the model is elasticsearch-py's ``_ActionChunker``). Sizes are
+measured in bytes *as sent*, before compression: :func:`encode_body` of a
+chunk is exactly ``chunk.nbytes`` bytes long.
+
+Limits, in order of authority:
+
+1. ``max_count`` and ``max_bytes`` are hard: no chunk ever exceeds them.
+2. ``target_bytes`` cuts a chunk as soon as it reaches that size, so requests
+   stay short (chunked streams: well under the server's 10 s timeout;
+   referenced streams: around 50 MB).
+3. ``min_bytes`` (referenced streams: 10 MB): no chunk is smaller. The last
+   completed chunk is held back until more records follow it; :meth:`flush`
+   balances a small tail against it — merged when the two fit one request,
+   otherwise split where the two halves are closest in size. A whole catalog
+   under ``min_bytes`` raises :class:`~bulkpush.errors.CatalogTooSmall`; an
+   empty catalog gives no chunk at all (nothing to send is not an error).
+   ``min_bytes`` needs room to balance: ``max_bytes >= 2 * min_bytes`` is
+   required, and a chunk that would have to be cut below ``min_bytes`` — by
+   ``max_count``, or by records too large to balance — is a
+   :class:`~bulkpush.errors.ConfigError` (give referenced streams a large
+   ``max_count``: the 10,000 limit belongs to chunked streams; products of at
+   most 1 MB always balance within 10–200 MB). ``min_bytes`` counts the body
+   before compression.
+
+Memory: the chunker holds the current chunk and, with ``min_bytes``, one
+held-back chunk; nothing else.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from bulkpush.errors import CatalogTooSmall, ConfigError
+from bulkpush.limits import MB, STREAM_API
+from bulkpush.records import Chunk, Record
+
+__all__ = ["BodyFormat", "Chunker", "body_size", "encode_body"]
+
+BodyFormat = Literal["ndjson", "json"]
+
+
+def body_size(records_bytes: int, count: int, body_format: BodyFormat) -> int:
+    """Size in bytes of a request body holding ``count`` records of ``records_bytes`` in total.
+
+    NDJSON is each record followed by ``\\n``; JSON is ``[`` records joined by
+    ``,`` ``]`` (``[]`` when empty).
+    """
+    if body_format == "ndjson":
+        return records_bytes + count
+    return records_bytes + max(count - 1, 0) + 2
+
+
+def encode_body(chunk: Chunk, body_format: BodyFormat) -> bytes:
+    """The request body of ``chunk``: exactly ``chunk.nbytes`` bytes for its format."""
+    raws = [r.raw for r in chunk.records]
+    if body_format == "ndjson":
+        return b"\n".join(raws) + b"\n" if raws else b""
+    return b"[" + b",".join(raws) + b"]"
+
+
+class Chunker:
+    """Cut records into chunks within count and byte limits (see the module docstring).
+
+    ``feed`` returns the chunks a record completes (usually none, sometimes
+    one, two when a held-back chunk is released too); ``flush`` returns the
+    rest. Chunks are numbered by ``seq`` from 0 in the order they are returned.
+
+    Raises :class:`ConfigError` for inconsistent limits (at construction) and
+    for a record that cannot fit any chunk (validation prevents it: a
+    programming error), :class:`CatalogTooSmall` from ``flush``.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_count: int = STREAM_API.max_products_per_request,
+        max_bytes: int = STREAM_API.max_request_bytes,
+        min_bytes: int = 0,
+        target_bytes: int | None = None,
+        body_format: BodyFormat = "ndjson",
+    ) -> None:
+        if body_format not in ("ndjson", "json"):
+            raise ConfigError(f"unknown body format {body_format!r}: use 'ndjson' or 'json'")
+        if max_count < 1:
+            raise ConfigError(f"max_count must be at least 1, not {max_count}")
+        if max_bytes < body_size(2, 1, body_format):
+            raise ConfigError(f"max_bytes is too small to hold any record: {max_bytes}")
+        if min_bytes < 0:
+            raise ConfigError(f"min_bytes must not be negative, not {min_bytes}")
+        if min_bytes and max_bytes < 2 * min_bytes:
+            raise ConfigError(
+                f"max_bytes ({max_bytes}) must be at least twice min_bytes ({min_bytes}) "
+                "so that a small last chunk can be balanced"
+            )
+        if target_bytes is not None and not min_bytes <= target_bytes <= max_bytes:
+            raise ConfigError(
+                f"target_bytes ({target_bytes}) must lie between min_bytes ({min_bytes}) "
+                f"and max_bytes ({max_bytes})"
+            )
+        self.max_count = max_count
+        self.max_bytes = max_bytes
+        self.min_bytes = min_bytes
+        self.target_bytes = target_bytes
+        self.body_format: BodyFormat = body_format
+        self._records: list[Record] = []
+        self._bytes = 0  # sum of record sizes in _records, separators excluded
+        self._held: list[Record] | None = None
+        self._held_bytes = 0
+        self._seq = 0
+
+    def __repr__(self) -> str:
+        return (
+            f"<Chunker {self.body_format} max_count={self.max_count} max_bytes={self.max_bytes} "
+            f"min_bytes={self.min_bytes} target_bytes={self.target_bytes} next_seq={self._seq} "
+            f"pending={len(self._records)} held={len(self._held or ())}>"
+        )
+
+    def _size(self, records_bytes: int, count: int) -> int:
+        return body_size(records_bytes, count, self.body_format)
+
+    def _emit(self, records: list[Record], records_bytes: int) -> Chunk:
+        chunk = Chunk(
+            seq=self._seq, records=records, nbytes=self._size(records_bytes, len(records))
+        )
+        self._seq += 1
+        return chunk
+
+    def _cut(self, *, by_count: bool) -> list[Chunk]:
+        """Close the current chunk; return what may be sent now."""
+        records, nbytes = self._records, self._bytes
+        self._records, self._bytes = [], 0
+        if not self.min_bytes:
+            return [self._emit(records, nbytes)]
+        size = self._size(nbytes, len(records))
+        if size < self.min_bytes:
+            why = (
+                f"max_count={self.max_count} forces it: raise max_count"
+                if by_count
+                else "the next record is too large for these limits"
+            )
+            raise ConfigError(
+                f"cannot cut a chunk of at least min_bytes={self.min_bytes} bytes "
+                f"(this one is {size}): {why}"
+            )
+        out = [] if self._held is None else [self._emit(self._held, self._held_bytes)]
+        self._held, self._held_bytes = records, nbytes
+        return out
+
+    def feed(self, record: Record) -> list[Chunk]:
+        """Add ``record``; return the chunks it completed, in order."""
+        size = record.size
+        if self._size(size, 1) > self.max_bytes:
+            raise ConfigError(
+                f"a record of {size} bytes ({record.source}:{record.line}) cannot fit a request "
+                f"of at most {self.max_bytes} bytes"
+            )
+        out: list[Chunk] = []
+        count = len(self._records)
+        if count and self._size(self._bytes + size, count + 1) > self.max_bytes:
+            out += self._cut(by_count=False)
+        self._records.append(record)
+        self._bytes += size
+        count = len(self._records)
+        if count >= self.max_count:
+            out += self._cut(by_count=True)
+        elif self.target_bytes is not None and self._size(self._bytes, count) >= self.target_bytes:
+            out += self._cut(by_count=False)
+        return out
+
+    def flush(self) -> list[Chunk]:
+        """Return every chunk not yet returned, the last ones balanced against ``min_bytes``."""
+        records, nbytes = self._records, self._bytes
+        held, held_bytes = self._held, self._held_bytes
+        self._records, self._bytes, self._held, self._held_bytes = [], 0, None, 0
+        if not self.min_bytes:
+            return [self._emit(records, nbytes)] if records else []
+        if held is None:
+            if not records:
+                return []
+            size = self._size(nbytes, len(records))
+            if size < self.min_bytes:
+                raise CatalogTooSmall(
+                    f"the catalog is {size:,} bytes; a referenced stream needs at least "
+                    f"{self.min_bytes:,} bytes ({self.min_bytes / MB:g} MB) per request: "
+                    "push it to a chunked stream instead",
+                    nbytes=size,
+                    min_bytes=self.min_bytes,
+                )
+            return [self._emit(records, nbytes)]
+        if not records or self._size(nbytes, len(records)) >= self.min_bytes:
+            out = [self._emit(held, held_bytes)]
+            if records:
+                out.append(self._emit(records, nbytes))
+            return out
+        both = held + records
+        both_bytes = held_bytes + nbytes
+        if len(both) <= self.max_count and self._size(both_bytes, len(both)) <= self.max_bytes:
+            return [self._emit(both, both_bytes)]
+        k, left_bytes = self._balanced_split(both)
+        return [self._emit(both[:k], left_bytes), self._emit(both[k:], both_bytes - left_bytes)]
+
+    def _balanced_split(self, records: list[Record]) -> tuple[int, int]:
+        """The split point of ``records`` into two valid chunks closest in size."""
+        total = sum(r.size for r in records)
+        n = len(records)
+        best: tuple[int, int, int] | None = None  # (imbalance, k, left_bytes)
+        left = 0
+        for k in range(1, n):
+            left += records[k - 1].size
+            a, b = self._size(left, k), self._size(total - left, n - k)
+            if (
+                k <= self.max_count
+                and n - k <= self.max_count
+                and self.min_bytes <= a <= self.max_bytes
+                and self.min_bytes <= b <= self.max_bytes
+                and (best is None or abs(a - b) < best[0])
+            ):
+                best = (abs(a - b), k, left)
+        if best is None:
+            raise ConfigError(
+                f"cannot balance the last {n} records into chunks of {self.min_bytes} to "
+                f"{self.max_bytes} bytes: records are too large for these limits"
+            )
+        return best[1], best[2]
