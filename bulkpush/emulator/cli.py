@@ -15,13 +15,12 @@ import sys
 import click
 
 from bulkpush.emulator.config import EmulatorConfig, Faults
+from bulkpush.emulator.server import Emulator
 
 __all__ = ["emulator_command"]
 
 
 async def _serve(config: EmulatorConfig) -> None:
-    from bulkpush.emulator.server import Emulator  # noqa: PLC0415 - aiohttp only when serving
-
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -1,0 +1,189 @@
+"""The :class:`Emulator`: the app on a real socket, plus helpers to look inside.
+
+::
+
+    async with Emulator(EmulatorConfig(tokens=frozenset({"t"}))) as emu:
+        sid = emu.create_stream("catalog", "chunked")
+        ...  # talk HTTP to emu.url
+        emu.products(sid)
+"""
+
+from __future__ import annotations
+
+from types import TracebackType
+
+from aiohttp import web
+
+from bulkpush.emulator.app import Gate, Handler, StreamApi
+from bulkpush.emulator.config import EmulatorConfig, Faults
+from bulkpush.emulator.inspection import InspectionApi
+from bulkpush.emulator.platform import PlatformApi
+from bulkpush.emulator.state import EmulatorState, LoggedRequest, StateError, Stream
+
+__all__ = ["Emulator", "build_app"]
+
+# Bodies of JSON endpoints (stream management, Platform API) are read whole;
+# uploads are streamed and limited by the config, not by this.
+_JSON_BODY_MAX = 1 << 20
+# A larger read buffer than aiohttp's 64 KiB default lets uploads arrive in fewer pieces.
+_READ_BUFSIZE = 1 << 20
+
+
+def build_app(state: EmulatorState) -> web.Application:
+    """The aiohttp application serving ``state`` (Stream API, Platform API, inspection)."""
+    gate = Gate(state, state.config)
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        return await gate.middleware(request, handler)
+
+    app = web.Application(middlewares=[middleware], client_max_size=_JSON_BODY_MAX)
+    StreamApi(state, state.config).add_routes(app)
+    PlatformApi(state, state.config).add_routes(app)
+    InspectionApi(state).add_routes(app)
+    return app
+
+
+class Emulator:
+    """The local Productsup API emulator, served in-process on a real socket.
+
+    An async context manager: entering starts it (on a free port when
+    ``config.port`` is 0) and returns it; :attr:`url` is then its base URL.
+    The Stream API is at ``{url}/streams``, the Platform API at
+    ``{url}/platform/v2/...``, inspection at ``{url}/_emulator/...``. The helper
+    methods read and change the same state the HTTP endpoints do; they raise
+    ``KeyError`` for an unknown stream id.
+    """
+
+    def __init__(self, config: EmulatorConfig | None = None) -> None:
+        self.config = config or EmulatorConfig()
+        self.state = EmulatorState(self.config)
+        self._runner: web.AppRunner | None = None
+        self._url: str | None = None
+
+    @property
+    def url(self) -> str:
+        """The base URL, e.g. ``http://127.0.0.1:54321``; ``RuntimeError`` before start."""
+        if self._url is None:
+            raise RuntimeError("the emulator is not running")
+        return self._url
+
+    async def start(self) -> None:
+        """Bind and serve. Starting twice is an error."""
+        if self._runner is not None:
+            raise RuntimeError("the emulator is already running")
+        runner = web.AppRunner(
+            build_app(self.state),
+            access_log=None,
+            handle_signals=False,
+            read_bufsize=_READ_BUFSIZE,
+            auto_decompress=False,  # the upload handler decodes gzip itself, incrementally
+        )
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, self.config.host, self.config.port)
+            await site.start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        host, port = runner.addresses[0][:2]
+        if ":" in host:
+            host = f"[{host}]"
+        self._url = f"http://{host}:{port}"
+
+    async def aclose(self) -> None:
+        """Stop serving (idempotent); the state stays readable."""
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
+        self._url = None
+
+    async def __aenter__(self) -> Emulator:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        where = self._url or "stopped"
+        return (
+            f"<Emulator {where} streams={len(self.state.streams)} "
+            f"requests={self.state.counters['requests']}>"
+        )
+
+    # -- helpers -------------------------------------------------------------------
+
+    def _stream(self, sid: str) -> Stream:
+        try:
+            return self.state.streams[str(sid)]
+        except KeyError:
+            raise KeyError(f"no stream {sid!r}") from None
+
+    def create_stream(self, name: str, stream_type: str = "chunked") -> str:
+        """Create a stream as ``POST /streams`` would; returns its id (ValueError if refused)."""
+
+        try:
+            return self.state.create_stream(name, stream_type).id
+        except StateError as exc:
+            raise ValueError(f"{exc.title}: {exc.detail}") from None
+
+    def products(self, sid: str) -> dict[str, bytes]:
+        """A copy of the stream's stored products: id -> the product's bytes.
+
+        NDJSON uploads store each line exactly as uploaded (without its newline);
+        JSON-array uploads store the compact orjson encoding of each element.
+        Empty in throughput mode.
+        """
+        return dict(self._stream(sid).products)
+
+    def upload_counts(self, sid: str) -> dict[str, int]:
+        """How many times each product id was accepted by an upload (all of them)."""
+        return dict(self._stream(sid).upload_counts)
+
+    def batches(self, sid: str) -> list[dict[str, object]]:
+        """The stream's batches as JSON:API ``data`` objects, oldest first."""
+        return [b.to_resource() for b in self._stream(sid).batches.values()]
+
+    def requests(self, sid: str | None = None) -> list[LoggedRequest]:
+        """The request log (bounded by ``request_log_size``), of one stream or all."""
+        log = self.state.request_log
+        if sid is None:
+            return list(log)
+        return [e for e in log if e.stream_id == str(sid)]
+
+    def counters(self, sid: str | None = None) -> dict[str, int]:
+        """Counters of one stream, or of the whole emulator (``sid=None``).
+
+        Keys (absent means 0): requests, uploads, products_accepted,
+        products_rejected, products_deleted, batches_processed, throttled (429),
+        locked (423), server_errors (5xx), dropped, unauthorized (401).
+        """
+        if sid is None:
+            return dict(self.state.counters)
+        return dict(self._stream(sid).counters)
+
+    def set_stream_status(self, sid: str, status: str) -> None:
+        """Set a stream's status: active, disabled, locked, locked_upload, locked_processing."""
+        self._stream(sid)
+
+        try:
+            self.state.set_status(str(sid), status)
+        except StateError as exc:
+            raise ValueError(exc.detail) from None
+
+    def set_faults(self, sid: str | None, faults: Faults) -> None:
+        """Set a stream's faults (``sid=None``: the default of all streams); windows start now."""
+        if sid is not None:
+            self._stream(sid)
+        self.state.set_faults(None if sid is None else str(sid), faults)
+
+    def link_stream(self, site_id: int, sid: str) -> int:
+        """Link a stream to a site (an active main datasource); returns the datasource id."""
+        return self.state.add_datasource(site_id, int(self._stream(sid).id)).id
