@@ -20,11 +20,14 @@ from bulkpush.emulator.config import EmulatorConfig
 from bulkpush.emulator.faults import FaultDraw
 from bulkpush.emulator.ratelimit import Decision, FixedWindowLimiter
 from bulkpush.emulator.responses import (
+    CURRENT_REQUEST,
     ApiError,
     PlatformError,
+    RequestInfo,
     error_document,
     jsonapi,
     platform_json,
+    request_info,
 )
 from bulkpush.emulator.state import UPLOAD_LOCKED, EmulatorState, LoggedRequest, StateError, Stream
 from bulkpush.emulator.validation import (
@@ -126,6 +129,8 @@ class Gate:
         stream = self.state.streams.get(sid) if sid is not None else None
         decision = self._limit(request, template, sid)
         dropped = False
+        info = RequestInfo()
+        context = CURRENT_REQUEST.set(info)
         try:
             if decision is not None and not decision.allowed:
                 response = self._refusal(429, platform, "Too Many Requests")
@@ -142,6 +147,8 @@ class Gate:
             if request.transport is not None:
                 request.transport.close()
             response = web.Response(status=500)  # never reaches the client
+        finally:
+            CURRENT_REQUEST.reset(context)
         if decision is not None:
             if platform:
                 response.headers["X-RateLimit-Limit"] = str(decision.limit)
@@ -151,6 +158,7 @@ class Gate:
                 response.headers.update(decision.headers())
         self._log(
             request,
+            info,
             status=response.status,
             dropped=dropped,
             started=started,
@@ -194,6 +202,7 @@ class Gate:
     def _log(
         self,
         request: web.Request,
+        info: RequestInfo,
         *,
         status: int,
         dropped: bool,
@@ -209,11 +218,11 @@ class Gate:
             status=0 if dropped else status,
             time=started,
             duration_s=duration,
-            size=request.get("bp_size", 0),
+            size=info.size,
             headers={k: v for k, v in request.headers.items() if k.lower() not in _SECRET_HEADERS},
-            products=request.get("bp_products", 0),
+            products=info.products,
             stream_id=sid,
-            batch_id=request.get("bp_batch"),
+            batch_id=info.batch_id,
         )
         state.request_log.append(entry)
         counters = [state.counters]
@@ -250,7 +259,7 @@ async def _json_body(request: web.Request) -> dict[str, Any]:
     if request.content_type not in ("application/vnd.api+json", "application/json"):
         raise ApiError(415, "Unsupported Media Type", "send application/vnd.api+json")
     raw = await request.read()
-    request["bp_size"] = len(raw)
+    request_info().size = len(raw)
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError:
@@ -434,7 +443,7 @@ class StreamApi:
         try:
             async for chunk in request.content.iter_any():
                 wire += len(chunk)
-                request["bp_size"] = wire
+                request_info().size = wire
                 if drop:
                     raise DropConnection
                 if wire > max_wire:
@@ -490,7 +499,7 @@ class StreamApi:
         except TimeoutError:
             # DESIGN.md section 2: the server ends a request over 10 s with a server error.
             raise ApiError(504, "Gateway Timeout", "the request took too long") from None
-        request["bp_products"] = result.lines
+        request_info().products = result.lines
         if result.whole_request_error is not None:
             raise ApiError(422, result.whole_request_error)
         if referenced and wire < self.config.referenced_min_bytes:
@@ -502,7 +511,7 @@ class StreamApi:
                 f"{self.config.referenced_min_bytes} bytes",
             )
         batch = self.state.record_upload(stream, result)
-        request["bp_batch"] = batch.id
+        request_info().batch_id = batch.id
         if draw.error_after_store:
             raise ApiError(self.state.faults_of(stream).faults.error_status)
         status = {"success": 200, "warning": 202, "failure": 422}[batch.upload.status]
@@ -525,7 +534,7 @@ class StreamApi:
         limit = self.config.max_request_bytes
         await self._read(request, validator, max_wire=limit, max_decoded=limit)
         result = validator.finish()
-        request["bp_products"] = result.lines
+        request_info().products = result.lines
         if result.whole_request_error is not None:
             raise ApiError(422, result.whole_request_error)
         errors = [e.to_json() for e in result.errors.values()]

@@ -19,7 +19,7 @@ import orjson
 from aiohttp import web
 
 from bulkpush.emulator.config import EmulatorConfig
-from bulkpush.emulator.responses import PlatformError, platform_json
+from bulkpush.emulator.responses import PlatformError, platform_json, request_info
 from bulkpush.emulator.state import Datasource, EmulatorState, Process, Site
 
 __all__ = ["PlatformApi"]
@@ -49,7 +49,7 @@ def _positive_int(raw: object) -> int:
 
 async def _body(request: web.Request) -> dict[str, Any]:
     raw = await request.read()
-    request["bp_size"] = len(raw)
+    request_info().size = len(raw)
     if not raw.strip():
         return {}
     try:

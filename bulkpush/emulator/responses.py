@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 from aiohttp import web
 
 __all__ = [
+    "CURRENT_REQUEST",
     "JSONAPI",
     "ApiError",
     "PlatformError",
+    "RequestInfo",
     "error_document",
     "jsonapi",
     "platform_json",
+    "request_info",
 ]
 
 JSONAPI = "application/vnd.api+json"
@@ -37,6 +42,26 @@ REASONS = {
     503: "Service Unavailable",
     504: "Gateway Timeout",
 }
+
+
+@dataclass(slots=True)
+class RequestInfo:
+    """What a handler tells the request log about the request it handled."""
+
+    size: int = 0  # body bytes read from the wire
+    products: int = 0  # lines or elements in an upload body
+    batch_id: str | None = None
+
+
+CURRENT_REQUEST: ContextVar[RequestInfo] = ContextVar("bulkpush_emulator_request")
+
+
+def request_info() -> RequestInfo:
+    """The log record of the request being handled (a detached one outside a request)."""
+    try:
+        return CURRENT_REQUEST.get()
+    except LookupError:
+        return RequestInfo()
 
 
 class ApiError(Exception):
