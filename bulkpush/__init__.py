@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from bulkpush._version import __version__
+from bulkpush.client import PushOptions, StreamClient
+from bulkpush.compression import CompressionOptions
 from bulkpush.errors import (
     APIError,
     AuthError,
     BulkpushError,
+    CatalogTooSmall,
     ConfigError,
     Conflict,
     InvalidRequest,
@@ -24,6 +27,9 @@ from bulkpush.errors import (
 )
 from bulkpush.limits import PLATFORM, STREAM_API, PlatformApiLimits, StreamApiLimits
 from bulkpush.records import Chunk, Outcome, Record, Rejection, Unattributed
+from bulkpush.report import Report
+from bulkpush.transport import ConcurrencyOptions, RetryPolicy, TransportOptions
+from bulkpush.validation import ValidationOptions
 
 __all__ = [
     "PLATFORM",
@@ -31,7 +37,10 @@ __all__ = [
     "APIError",
     "AuthError",
     "BulkpushError",
+    "CatalogTooSmall",
     "Chunk",
+    "CompressionOptions",
+    "ConcurrencyOptions",
     "ConfigError",
     "Conflict",
     "InvalidRequest",
@@ -39,18 +48,24 @@ __all__ = [
     "Outcome",
     "PayloadTooLarge",
     "PlatformApiLimits",
+    "PushOptions",
     "RateLimited",
     "Record",
     "Rejection",
+    "Report",
     "RequestTimeout",
     "RetriesExhausted",
+    "RetryPolicy",
     "RunStopped",
     "ServerError",
     "SourceError",
     "StreamApiLimits",
+    "StreamClient",
     "StreamDisabled",
     "StreamLocked",
     "TransportError",
+    "TransportOptions",
     "Unattributed",
+    "ValidationOptions",
     "__version__",
 ]

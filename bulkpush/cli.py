@@ -204,7 +204,7 @@ def push(
     report_path: str | None,
     rejects_path: str | None,
     fmt: str | None,
-    compression: str,
+    compression: str | None,
     gzip_level: int | None,
     rate: float | None,
     pinpoint_rejects: bool,
@@ -232,7 +232,11 @@ def push(
                 flatten=flatten,
                 separator=separator,
             ),
-            compression=CompressionOptions(codec=compression, level=gzip_level),  # type: ignore[arg-type]
+            compression=(
+                CompressionOptions(codec=compression, level=gzip_level)  # type: ignore[arg-type]
+                if compression or gzip_level is not None
+                else None
+            ),
             max_products_per_request=max_products,
             request_bytes=int(request_mb * 1_000_000) if request_mb else None,
             rate=rate,

@@ -136,7 +136,7 @@ class _Reader:
             if isinstance(src, str | os.PathLike) or hasattr(src, "read"):
                 yield from iter_records(src, format=self.settings.format)  # type: ignore[arg-type]
             else:
-                yield from iter_objects(src)  # type: ignore[arg-type]
+                yield from iter_objects(src)
 
     def _encode(self, st: _Step, chunks: list[Chunk]) -> None:
         for chunk in chunks:
