@@ -219,7 +219,9 @@ class Gate:
             time=started,
             duration_s=duration,
             size=info.size,
-            headers={k: v for k, v in request.headers.items() if k.lower() not in _SECRET_HEADERS},
+            headers={
+                str(k): v for k, v in request.headers.items() if k.lower() not in _SECRET_HEADERS
+            },
             products=info.products,
             stream_id=sid,
             batch_id=info.batch_id,

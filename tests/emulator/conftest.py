@@ -10,6 +10,7 @@ from typing import Any
 import aiohttp
 import orjson
 import pytest
+from multidict import CIMultiDict
 
 from bulkpush.emulator import Emulator, EmulatorConfig
 from tests.conftest import TEST_TOKEN, EmulatorFactory
@@ -21,7 +22,7 @@ JSONAPI = "application/vnd.api+json"
 @dataclass
 class Answer:
     status: int
-    headers: dict[str, str]
+    headers: CIMultiDict[str]
     raw: bytes
 
     @property
@@ -71,7 +72,7 @@ class Api:
         if body is not None and len(body) > 1 << 20:
             data = io.BytesIO(body)  # aiohttp warns about large raw bytes bodies
         async with self.session.request(method, self.url + path, data=data, headers=sent) as r:
-            return Answer(r.status, dict(r.headers), await r.read())
+            return Answer(r.status, CIMultiDict(r.headers), await r.read())
 
     async def create_stream(self, name: str, stream_type: str = "chunked") -> Answer:
         return await self.call(

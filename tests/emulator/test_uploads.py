@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import uuid
+from collections.abc import AsyncIterator
 
 import aiohttp
 import orjson
@@ -228,7 +229,9 @@ async def test_request_bodies_over_the_maximum_are_413(
     body = b'{"id":"1","v":"' + b"x" * 2000 + b'"}\n'
     assert (await api.upload(sid, body)).status == 413
 
-    async def chunked():  # no Content-Length: the limit is enforced while streaming
+    async def chunked() -> AsyncIterator[
+        bytes
+    ]:  # no Content-Length: the limit is enforced while streaming
         for _ in range(10):
             yield b'{"id":"2","v":"' + b"y" * 200 + b'"}\n'
 
