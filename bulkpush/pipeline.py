@@ -318,7 +318,16 @@ class Pipeline:
                     if st.done:
                         return
             finally:
-                await encoded.put(None)
+                await end(encoded)
+
+        async def end(queue: asyncio.Queue[Item | None]) -> None:
+            # The end-of-stream marker; after a stop nobody may be reading
+            # any more, so never block on a full queue then.
+            if stop.is_set():
+                with contextlib.suppress(asyncio.QueueFull):
+                    queue.put_nowait(None)
+            else:
+                await queue.put(None)
 
         async def compress() -> None:
             try:
@@ -328,9 +337,9 @@ class Pipeline:
                         continue
                     payload = await self.compressor.compress(body)
                     await ready.put((ticket, chunk, payload))
-                await encoded.put(None)  # let the other compressors see the end
+                await end(encoded)  # let the other compressors see the end
             finally:
-                await ready.put(None)
+                await end(ready)
 
         async def send_one(ticket: int, chunk: Chunk, payload: bytes) -> None:
             outcomes = [Outcome(chunk=chunk, not_sent=len(chunk), error="cancelled")]
@@ -364,21 +373,30 @@ class Pipeline:
         producer = asyncio.create_task(produce())
         workers = [asyncio.create_task(compress()) for _ in range(settings.compress_workers)]
         dispatcher = asyncio.create_task(dispatch())
-        pipeline: asyncio.Future[Any] = asyncio.gather(producer, *workers, dispatcher)
+        stages = [producer, *workers, dispatcher]
         stopper: asyncio.Future[Any] = asyncio.ensure_future(stop.wait())
         try:
-            await asyncio.wait([pipeline, stopper], return_when=asyncio.FIRST_COMPLETED)
+            pending: set[asyncio.Future[Any]] = set(stages)
+            while pending and not stop.is_set():
+                done, pending = await asyncio.wait(
+                    pending | {stopper}, return_when=asyncio.FIRST_COMPLETED
+                )
+                pending.discard(stopper)
+                for t in done:
+                    exc = None if t is stopper or t.cancelled() else t.exception()
+                    if exc is not None:
+                        raise exc  # a stage's unexpected error
             if stop.is_set():
                 # Stop taking work. The reader finishes its step by itself (a
                 # thread cannot be cancelled); the rest is cancelled, and
                 # whatever it held is counted below.
                 for t in [*workers, dispatcher, *senders]:
                     t.cancel()
-            await asyncio.gather(pipeline, return_exceptions=True)
+            # Wait for every stage itself (a gather of them ends early when
+            # one is cancelled): the producer's last step must be counted.
+            await asyncio.gather(*stages, return_exceptions=True)
             while senders:
                 await asyncio.gather(*senders, return_exceptions=True)
-            if not stop.is_set():
-                pipeline.result()  # re-raise a stage's unexpected error
         except BaseException:
             for t in [producer, *workers, dispatcher, *senders]:
                 t.cancel()

@@ -74,7 +74,9 @@ def lines_of(path: Path) -> list[bytes]:
     return [ln for ln in path.read_bytes().split(b"\n") if ln.strip()]
 
 
-async def test_products_arrive_exactly_as_sent(emu_factory: EmulatorFactory, tmp_path: Path) -> None:
+async def test_products_arrive_exactly_as_sent(
+    emu_factory: EmulatorFactory, tmp_path: Path
+) -> None:
     emu = await emu_factory()
     sid = emu.create_stream("exact", "chunked")
     catalog = tmp_path / "c.ndjson"
@@ -105,8 +107,8 @@ async def test_a_million_products_arrive_exactly(
     stored = emu.products(sid)
     assert len(stored) == 1_000_000
     with catalog.open("rb") as fh:
-        for line in fh:
-            line = line.rstrip(b"\n")
+        for raw in fh:
+            line = raw.rstrip(b"\n")
             assert stored[orjson.loads(line)["id"]] == line
     assert max(emu.upload_counts(sid).values()) == 1
 
@@ -147,11 +149,12 @@ def _api_invalid_catalog(path: Path) -> dict[int, str]:
     good = list(iter_products(200, seed=5, size="small"))
     bad_lines: dict[int, str] = {}
     lines = []
-    for i, line in enumerate(good, 1):
+    for i, product in enumerate(good, 1):
         if i % 17 == 0:
-            line = b'{"id":"bad-%d","title":"x","price":15", "size":"XL"}' % i
+            lines.append(b'{"id":"bad-%d","title":"x","price":15", "size":"XL"}' % i)
             bad_lines[i] = "Syntax error"
-        lines.append(line)
+        else:
+            lines.append(product)
     path.write_bytes(b"\n".join(lines) + b"\n")
     return bad_lines
 
@@ -163,9 +166,7 @@ async def test_partial_upload_maps_api_errors_and_counts_the_unnamed(
     sid = emu.create_stream("partial", "chunked")
     catalog = tmp_path / "p.ndjson"
     bad = _api_invalid_catalog(catalog)
-    opts = PushOptions(
-        validation=ValidationOptions(level="light"), max_products_per_request=100
-    )
+    opts = PushOptions(validation=ValidationOptions(level="light"), max_products_per_request=100)
     async with StreamClient(token=TOKEN, api_url=emu.url) as client:
         report = await client.push(str(catalog), stream=sid, options=opts)
     d = report.to_dict()
@@ -219,14 +220,18 @@ async def test_faults_lose_nothing(
 ) -> None:
     emu = await emu_factory(seed=11)
     sid = emu.create_stream("faults", "chunked")
-    emu.set_faults(sid, faults)
     catalog = tmp_path / "f.ndjson"
     lines = list(iter_products(3_000, seed=2, size="small"))
     lines[99] = b'{"id":"bad","title":"x",}'
     catalog.write_bytes(b"\n".join(lines) + b"\n")
     opts = PushOptions(max_products_per_request=100, retry=fast_retry())
     async with StreamClient(token=TOKEN, api_url=emu.url) as client:
-        report = await client.push(str(catalog), stream=sid, options=opts)
+        pipeline = await client.open_push(str(catalog), stream=sid, options=opts)
+        async for event in pipeline.events():
+            # The fault starts once uploads are under way (not during the preflight).
+            if isinstance(event, Outcome) and event.chunk.seq == 0:
+                emu.set_faults(sid, faults)
+        report = pipeline.report
     assert_balanced(report)
     assert report.accepted == 2_999 and report.rejected == 1 and report.not_sent == 0
     assert len(emu.products(sid)) == 2_999
@@ -399,9 +404,10 @@ async def test_gzip_and_zst_and_csv_and_json_sources(
     sources = [str(tmp_path / n) for n in ("a.ndjson.gz", "b.ndjson.zst", "c.json", "d.csv")]
     async with StreamClient(token=TOKEN, api_url=emu.url) as client:
         report = await client.push(sources, stream=sid)
-    assert report.accepted == 202  # a and b hold the same 100 ids
+    assert report.accepted == 302
     stored = emu.products(sid)
-    assert len(stored) == 202
+    assert len(stored) == 202  # a and b hold the same 100 ids: upserted
+    assert stored["SKU-000000042"] == raw.splitlines()[42]
     assert orjson.loads(stored["csv-2"]) == {"id": "csv-2", "price": "5 EUR"}
 
 
@@ -462,7 +468,8 @@ async def test_batch_status_through_the_client(emu_factory: EmulatorFactory) -> 
 
 async def test_bounded_in_flight_does_not_read_ahead(emu_factory: EmulatorFactory) -> None:
     """Reading is back-pressured by sending: with the server slow, the reader
-    stays within a few chunks of what has been answered."""
+    stays within a few chunks of what has been answered (the in-flight byte
+    budget, here about three chunks, plus the small queues between stages)."""
     emu = await emu_factory(latency_s=0.3)
     sid = emu.create_stream("backpressure", "chunked")
     read = 0
@@ -476,7 +483,7 @@ async def test_bounded_in_flight_does_not_read_ahead(emu_factory: EmulatorFactor
     max_ahead = 0
     opts = PushOptions(
         max_products_per_request=100,
-        concurrency=ConcurrencyOptions(initial=2, maximum=2, inflight_bytes=10**9),
+        concurrency=ConcurrencyOptions(initial=2, maximum=2, inflight_bytes=40_000),
     )
     answered = 0
     async with StreamClient(token=TOKEN, api_url=emu.url) as client:
@@ -484,8 +491,8 @@ async def test_bounded_in_flight_does_not_read_ahead(emu_factory: EmulatorFactor
             if isinstance(event, Outcome):
                 answered += len(event.chunk)
                 max_ahead = max(max_ahead, read - answered)
-    # 2 in flight + 2 queued per stage + the reader's step (20,000 records at most,
-    # but it returns on every chunk): far less than the 4,000-product catalog.
+    # ~3 chunks in flight, 2 queued per stage, 2 in the compressors' hands, the
+    # reader's step and the chunker's partial chunk: far less than the catalog.
     assert max_ahead <= 12 * 100
     assert answered == 4_000
 
