@@ -127,6 +127,8 @@ class Gate:
         template = resource.canonical if resource is not None else path
         sid = None if platform else request.match_info.get("streamId")
         stream = self.state.streams.get(sid) if sid is not None else None
+        # Assumption: the rate limit is checked before authentication: the reference
+        # keys it by client IP and URL path, as a front proxy would.
         decision = self._limit(request, template, sid)
         dropped = False
         info = RequestInfo()
@@ -149,6 +151,7 @@ class Gate:
             response = web.Response(status=500)  # never reaches the client
         finally:
             CURRENT_REQUEST.reset(context)
+        # With a limit disabled (rate None) there is no window to report, so no headers.
         if decision is not None:
             if platform:
                 response.headers["X-RateLimit-Limit"] = str(decision.limit)
@@ -379,6 +382,8 @@ class StreamApi:
 
     async def _write_faults(self, stream: Stream) -> FaultDraw:
         """Status and fault checks of a ``/products`` write; sleeps the added latency."""
+        # Assumption: deletes are writes too: locked and locked_upload answer them 423,
+        # while a disabled stream ("rejects uploads") still accepts deletes.
         if stream.status in UPLOAD_LOCKED:
             raise ApiError(423, "Locked", f"the stream is {stream.status}")
         faults = self.state.faults_of(stream)
@@ -499,9 +504,12 @@ class StreamApi:
                 )
                 result = validator.finish()
         except TimeoutError:
-            # DESIGN.md section 2: the server ends a request over 10 s with a server error.
+            # Assumption: 504. DESIGN.md section 2 only says the server ends a request
+            # that takes over 10 s "with a server error".
             raise ApiError(504, "Gateway Timeout", "the request took too long") from None
         request_info().products = result.lines
+        # Assumption: a request refused as a whole ("Empty Payload", a broken JSON
+        # array, a referenced body under the minimum) creates no batch.
         if result.whole_request_error is not None:
             raise ApiError(422, result.whole_request_error)
         if referenced and wire < self.config.referenced_min_bytes:
@@ -516,6 +524,9 @@ class StreamApi:
         request_info().batch_id = batch.id
         if draw.error_after_store:
             raise ApiError(self.state.faults_of(stream).faults.error_status)
+        # Assumption: 200 when every product is valid (no success code is documented);
+        # 202 for a partial upload (documented); 422 with the failed batch when all
+        # products are invalid (the "Invalid batch" table lists the messages with 422).
         status = {"success": 200, "warning": 202, "failure": 422}[batch.upload.status]
         return jsonapi({"data": batch.to_resource()}, status)
 

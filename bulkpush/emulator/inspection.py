@@ -42,6 +42,9 @@ def _json(document: Any, status: int = 200) -> web.Response:
 class InspectionApi:
     """Handlers of ``/_emulator/...``."""
 
+    # Assumption: not part of the reference; no auth, so tests and demos can read
+    # the state without a token (the emulator binds to 127.0.0.1 by default).
+
     def __init__(self, state: EmulatorState) -> None:
         self.state = state
 

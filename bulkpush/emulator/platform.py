@@ -113,6 +113,8 @@ class PlatformApi:
         if action in ("export", "channel") and "id" not in body:
             raise PlatformError(400, f"an id is required for the action {action}")
         now = time.monotonic()
+        # Assumption: "1 request per site per 5 minutes" is off by default (it would
+        # stall every test and demo); process_interval_s=300 turns it on.
         interval = self.config.process_interval_s
         last = site.last_trigger
         if interval is not None and last is not None and now - last < interval:
@@ -161,6 +163,8 @@ class PlatformApi:
         """
         site = self._site(request)
         pid = request.match_info["pid"]
+        # Assumption: "validates only the PID format" read as: a malformed pid is a
+        # 400; a well-formed unknown one stays "queued" forever (documented).
         if not _PID.match(pid):
             raise PlatformError(400, "Bad Request -- the pid is not a valid process identifier")
         process = site.processes.get(pid.replace("-", "").lower())

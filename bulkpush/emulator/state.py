@@ -296,6 +296,7 @@ class EmulatorState:
         if stream_type not in STREAM_TYPES:
             raise StateError(422, "Invalid attribute", "type must be 'chunked' or 'referenced'")
         checked = self._check_name(name)
+        # Assumption: deleted streams whose names are still reserved do not count.
         if len(self.streams) >= self.config.max_streams:
             # Assumption: the 101st stream is a 422 (the reference gives no status).
             raise StateError(
@@ -415,7 +416,8 @@ class EmulatorState:
     # -- sites ---------------------------------------------------------------------
 
     def site(self, site_id: int) -> Site:
-        """The site; assumption: every positive site id exists (created on first use)."""
+        """The site with this id, created on first use."""
+        # Assumption: every positive site id exists; sites are not managed here.
         site = self.sites.get(site_id)
         if site is None:
             site = self.sites[site_id] = Site(site_id)

@@ -45,6 +45,9 @@ CONTROL_CHARACTER = "Control character error, possibly incorrectly encoded"
 SYNTAX_ERROR = "Syntax error"
 EMPTY_PAYLOAD = "Empty Payload"
 
+# Assumption: "Our solution automatically rejects any product exceeding 1MB" has no
+# documented message or status; only the table's 2,097,152-byte line limit is enforced.
+# Assumption: the maximum recommended 10,000 products per request is not enforced.
 # Assumption: an example's raw value is cut to this many characters, so a
 # 2 MB line does not travel back in every batch answer.
 EXAMPLE_VALUE_MAX_CHARS = 4096
@@ -216,7 +219,10 @@ def classify_parse_error(line: bytes, exc: Exception) -> str:
     anything else is a "Syntax error".
     """
     if not line.strip():
+        # Assumption: a line of only whitespace is "Empty Payload line" (the
+        # reference's example body is a single space).
         return EMPTY_PAYLOAD_LINE
+    # Assumption: invalid UTF-8 is reported as the control character error.
     text = str(exc)
     if "control character" in text or "UTF-8" in text or "surrogate" in text:
         return CONTROL_CHARACTER
@@ -376,6 +382,8 @@ class LineCounter(Validator):
     A blank line counts like any other; every line counts as a success.
     """
 
+    # Assumption (throughput mode only): no line is checked, so none is rejected.
+
     def __init__(self) -> None:
         self._count = 0
         self._last = b"\n"
@@ -440,6 +448,7 @@ class JsonArrayValidator(Validator):
         self._take()
 
     def _take(self) -> None:
+        # Assumption: an element's "lineNumber" is its 1-based index in the array.
         result = self.result
         n = result.lines
         for obj in self._items:
