@@ -57,13 +57,21 @@ _WORDS = [
     "travel",
 ]
 
+_pool = random.Random(12345)
+# Descriptions are drawn from a pool: building each one word by word would make
+# generating a large catalog slower than pushing it.
+_DESCRIPTIONS = [
+    " ".join(_pool.choice(_WORDS) for _ in range(_pool.randint(40, 60))).capitalize() + "."
+    for _ in range(512)
+]
+
 # The deliberately broken products the demo mixes in, one kind each.
 BROKEN_KINDS = (
     "syntax",  # invalid JSON
     "missing_id",
     "empty_id",
     "nested",  # a nested object: the API does not support it
-    "empty_attributes",
+    "too_large",  # over the API's 1 MB product limit
 )
 
 
@@ -79,12 +87,12 @@ def _product(i: int, rng: random.Random, size: Literal["regular", "small"]) -> d
             "availability": rng.choice(["in stock", "out of stock", "preorder"]),
             "brand": brand,
         }
-    words = " ".join(rng.choice(_WORDS) for _ in range(rng.randint(40, 60)))
+    words = _DESCRIPTIONS[rng.randrange(len(_DESCRIPTIONS))]
     color = rng.choice(_COLORS)
     return {
         "id": pid,
         "title": f"{brand} {rng.choice(_WORDS)} {rng.choice(_WORDS)} {color} {i}",
-        "description": words.capitalize() + ".",
+        "description": words,
         "brand": brand,
         "price": f"{price:.2f} EUR",
         "sale_price": f"{price * 0.8:.2f} EUR",
@@ -115,8 +123,8 @@ def _broken(kind: str, i: int) -> bytes:
         return orjson.dumps({"id": "", "title": f"Product with an empty id {i}"})
     if kind == "nested":
         return orjson.dumps({"id": pid, "title": f"Nested {i}", "shipping": {"country": "DE"}})
-    if kind == "empty_attributes":
-        return orjson.dumps({"id": pid, "title": "", "price": ""})
+    if kind == "too_large":
+        return orjson.dumps({"id": pid, "title": "Huge", "description": "x" * 1_100_000})
     raise ValueError(kind)
 
 
