@@ -23,6 +23,7 @@ Hierarchy::
     │   ├── PayloadTooLarge      413 (split the chunk)
     │   └── ServerError          5xx (retriable)
     ├── RetriesExhausted         a request kept failing until its attempts or deadline ran out
+    ├── QueueError               the worker's job queue failed or holds something malformed
     └── RunStopped               the run stopped early; ``report`` has the accounting
 
 Messages never contain a token: build them from status, path and the API's
@@ -43,6 +44,7 @@ __all__ = [
     "InvalidRequest",
     "NotFound",
     "PayloadTooLarge",
+    "QueueError",
     "RateLimited",
     "RequestTimeout",
     "RetriesExhausted",
@@ -187,6 +189,17 @@ class RetriesExhausted(BulkpushError):
         super().__init__(message)
         self.last = last
         self.attempts = attempts
+
+
+class QueueError(BulkpushError):
+    """Raised when the worker's job queue (SQLite or Redis) fails or holds malformed data.
+
+    ``retriable`` is True when the queue was unreachable (it may come back).
+    """
+
+    def __init__(self, message: str, *, retriable: bool = False) -> None:
+        super().__init__(message)
+        self.retriable = retriable
 
 
 class RunStopped(BulkpushError):

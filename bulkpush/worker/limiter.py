@@ -1,0 +1,204 @@
+"""A rate budget shared by every worker pushing to one stream.
+
+Behind one egress IP the API counts all workers of a stream together, so
+they must share its 30 requests/s. :class:`SharedPacer` is a
+:class:`~bulkpush.transport.Pacer` (same ``reserve``/``acquire``/
+``pause_until``) whose schedule lives in a store every worker sees:
+
+- :class:`SqliteSlots`: one row per stream in the queue's SQLite file,
+  updated in a ``BEGIN IMMEDIATE`` transaction, so worker *processes* on one
+  machine share it (their wall clocks are the same clock);
+- :class:`RedisSlots`: a GCRA script run atomically in Redis, timed by the
+  Redis server's clock, so workers on many machines share it.
+
+The schedule is GCRA as a scheduler: the store keeps the theoretical arrival
+time ``tat`` of the next free slot; taking a slot returns
+``max(now, tat) - now`` seconds to wait and moves ``tat`` one interval on.
+Requests are spaced evenly (no bursts), whoever sends them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+import time
+from typing import Any, Protocol
+
+from bulkpush.errors import QueueError
+from bulkpush.transport import Pacer
+
+__all__ = [
+    "GCRA_PAUSE_LUA",
+    "GCRA_TAKE_LUA",
+    "RedisSlots",
+    "SharedPacer",
+    "SlotStore",
+    "SqliteSlots",
+]
+
+
+class SlotStore(Protocol):
+    """Where a shared schedule lives. Both calls are blocking (run them in a thread)."""
+
+    def take(self, key: str, interval: float) -> float:
+        """Take the next slot of ``key``; return the seconds to wait for it (>= 0)."""
+        ...
+
+    def pause(self, key: str, wait: float) -> None:
+        """No slot of ``key`` before ``wait`` seconds from now."""
+        ...
+
+
+class SharedPacer(Pacer):
+    """A :class:`Pacer` whose slots come from a :class:`SlotStore` shared by workers.
+
+    ``rate`` is requests per second for the stream across every worker.
+    ``acquire`` takes a slot (in a thread: the store does I/O) and sleeps
+    until it; ``pause_until`` (a monotonic time, as the uploader gives it)
+    pushes the shared schedule, so a 429 seen by one worker slows them all.
+    """
+
+    def __init__(self, rate: float, *, store: SlotStore, key: str) -> None:
+        super().__init__(rate)
+        self.store = store
+        self.key = key
+
+    def __repr__(self) -> str:
+        return f"SharedPacer(key={self.key!r}, rate={self.rate}, acquired={self.acquired})"
+
+    def reserve(self) -> float:
+        delay = self.store.take(self.key, self._interval)
+        self.acquired += 1
+        return delay
+
+    async def acquire(self) -> None:
+        delay = await asyncio.to_thread(self.reserve)
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+    def pause_until(self, when: float) -> None:
+        wait = when - time.monotonic()
+        if wait <= 0:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.store.pause(self.key, wait)
+            return
+        # Fire and forget: the uploader calls this synchronously on the loop.
+        loop.run_in_executor(None, self.store.pause, self.key, wait)
+
+
+class SqliteSlots:
+    """GCRA slots in a table of a SQLite file, shared by processes on one machine."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        try:
+            self._db = sqlite3.connect(
+                path, timeout=30.0, isolation_level=None, check_same_thread=False
+            )
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS limiter (key TEXT PRIMARY KEY, tat REAL NOT NULL)"
+            )
+        except sqlite3.Error as exc:
+            raise QueueError(f"cannot open the limiter in {path}: {exc}", retriable=True) from exc
+
+    def __repr__(self) -> str:
+        return f"SqliteSlots({self.path!r})"
+
+    def _update(self, key: str, fn: Any) -> float:
+        with self._lock:
+            db = self._db
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                try:
+                    row = db.execute("SELECT tat FROM limiter WHERE key = ?", (key,)).fetchone()
+                    now = time.time()
+                    tat = float(row[0]) if row else 0.0
+                    new_tat, result = fn(now, tat)
+                    db.execute(
+                        "INSERT INTO limiter (key, tat) VALUES (?, ?) "
+                        "ON CONFLICT(key) DO UPDATE SET tat = excluded.tat",
+                        (key, new_tat),
+                    )
+                    db.execute("COMMIT")
+                except BaseException:
+                    db.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as exc:
+                raise QueueError(f"the shared limiter failed: {exc}", retriable=True) from exc
+            return float(result)
+
+    def take(self, key: str, interval: float) -> float:
+        def step(now: float, tat: float) -> tuple[float, float]:
+            slot = max(now, tat)
+            return slot + interval, slot - now
+
+        return self._update(key, step)
+
+    def pause(self, key: str, wait: float) -> None:
+        self._update(key, lambda now, tat: (max(tat, now + wait), 0.0))
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+# KEYS[1] the stream's schedule; ARGV[1] the interval in seconds. Returns the
+# wait in seconds as a string (Lua numbers would be truncated to integers).
+GCRA_TAKE_LUA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+local interval = tonumber(ARGV[1])
+local slot = math.max(now, tat)
+local nxt = slot + interval
+redis.call('SET', KEYS[1], string.format('%.6f', nxt), 'PX', math.ceil((nxt - now) * 1000) + 60000)
+return string.format('%.6f', slot - now)
+"""
+
+# KEYS[1] the stream's schedule; ARGV[1] seconds from now before which no slot is given.
+GCRA_PAUSE_LUA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+local nxt = math.max(tat, now + tonumber(ARGV[1]))
+redis.call('SET', KEYS[1], string.format('%.6f', nxt), 'PX', math.ceil((nxt - now) * 1000) + 60000)
+return 1
+"""
+
+
+class RedisSlots:
+    """GCRA slots in Redis, timed by the Redis server's clock; shared across machines.
+
+    ``client`` is a synchronous ``redis.Redis`` (thread-safe connection pool).
+    """
+
+    def __init__(self, client: Any, *, prefix: str = "bulkpush:") -> None:
+        self._client = client
+        self._prefix = prefix
+        self._take = client.register_script(GCRA_TAKE_LUA)
+        self._pause = client.register_script(GCRA_PAUSE_LUA)
+
+    def __repr__(self) -> str:
+        return f"RedisSlots(prefix={self._prefix!r})"
+
+    def take(self, key: str, interval: float) -> float:
+        try:
+            return float(self._take(keys=[f"{self._prefix}gcra:{key}"], args=[f"{interval:.9f}"]))
+        except Exception as exc:  # redis.RedisError and connection errors
+            raise QueueError(
+                f"the shared limiter failed: {type(exc).__name__}", retriable=True
+            ) from exc
+
+    def pause(self, key: str, wait: float) -> None:
+        try:
+            self._pause(keys=[f"{self._prefix}gcra:{key}"], args=[f"{wait:.6f}"])
+        except Exception as exc:
+            raise QueueError(
+                f"the shared limiter failed: {type(exc).__name__}", retriable=True
+            ) from exc

@@ -1,0 +1,356 @@
+"""The embedded job queue: one SQLite file, shared by worker processes on one machine.
+
+WAL mode; every change is one ``BEGIN IMMEDIATE`` transaction (one writer at
+a time, readers never blocked). A lease is a row's ``worker`` and
+``lease_until`` (Unix time): a part whose lease ran out is leased again by
+the next worker that asks, exactly as Redis reclaims an idle entry. Calls run
+in a thread (``asyncio.to_thread``) on one connection guarded by a lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import orjson
+
+from bulkpush.errors import ConfigError, QueueError
+from bulkpush.transport import Pacer
+from bulkpush.worker.jobs import (
+    JobSpec,
+    JobView,
+    Part,
+    job_status,
+    new_job_id,
+    plan_parts,
+)
+from bulkpush.worker.limiter import SharedPacer, SqliteSlots
+from bulkpush.worker.queue import DEFAULT_LEASE_TTL, Lease, LeaseState
+
+__all__ = ["SqliteQueue"]
+
+T = TypeVar("T")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY,
+    spec TEXT NOT NULL,
+    created REAL NOT NULL,
+    cancelled INTEGER NOT NULL DEFAULT 0,
+    error TEXT,
+    finished REAL,
+    nparts INTEGER NOT NULL,
+    done INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS parts (
+    job_id TEXT NOT NULL,
+    idx INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    data TEXT NOT NULL,
+    status TEXT NOT NULL,
+    worker TEXT,
+    lease_until REAL NOT NULL DEFAULT 0,
+    PRIMARY KEY (job_id, idx)
+);
+CREATE INDEX IF NOT EXISTS parts_status ON parts (status, seq);
+"""
+
+
+def _path_of(url: str) -> str:
+    if not url.startswith("sqlite:///"):
+        raise ConfigError(f"a SQLite queue URL is sqlite:///path/jobs.db, not {url!r}")
+    # As SQLAlchemy: sqlite:///relative/jobs.db, sqlite:////absolute/jobs.db.
+    return str(Path(url[len("sqlite:///") :]).expanduser())
+
+
+class SqliteQueue:
+    """A :class:`~bulkpush.worker.queue.JobQueue` in one SQLite file (``sqlite:///path``)."""
+
+    def __init__(self, url: str, *, lease_ttl: float = DEFAULT_LEASE_TTL) -> None:
+        self.url = url
+        self.lease_ttl = lease_ttl
+        self.path = _path_of(url)
+        self._lock = threading.Lock()
+        self._pacers: dict[tuple[str, float], Pacer] = {}
+        self._slots: SqliteSlots | None = None
+        try:
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(
+                self.path, timeout=30.0, isolation_level=None, check_same_thread=False
+            )
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(_SCHEMA)
+        except (OSError, sqlite3.Error) as exc:
+            raise QueueError(f"cannot open the queue {self.path}: {exc}") from exc
+
+    def __repr__(self) -> str:
+        return f"SqliteQueue({self.path!r}, lease_ttl={self.lease_ttl})"
+
+    # --- plumbing ---------------------------------------------------------------
+
+    def _tx(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        with self._lock:
+            db = self._db
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                try:
+                    result = fn(db)
+                    db.execute("COMMIT")
+                except BaseException:
+                    db.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as exc:
+                raise QueueError(f"queue {self.path}: {exc}", retriable=True) from exc
+            return result
+
+    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        return await asyncio.to_thread(self._tx, fn)
+
+    @staticmethod
+    def _part(row: Any) -> Part:
+        data = orjson.loads(row[0])
+        data["status"] = row[1]
+        data["worker"] = row[2]
+        return Part.from_json(data)
+
+    @staticmethod
+    def _save(db: sqlite3.Connection, part: Part) -> None:
+        db.execute(
+            "UPDATE parts SET data = ?, status = ?, worker = ? WHERE job_id = ? AND idx = ?",
+            (orjson.dumps(part.to_json()), part.status, part.worker, part.job_id, part.index),
+        )
+
+    def _owned(self, db: sqlite3.Connection, lease: Lease) -> tuple[Part | None, LeaseState]:
+        row = db.execute(
+            "SELECT p.data, p.status, p.worker, j.cancelled, j.error FROM parts p "
+            "JOIN jobs j ON j.id = p.job_id WHERE p.job_id = ? AND p.idx = ?",
+            (lease.part.job_id, lease.part.index),
+        ).fetchone()
+        if row is None or row[2] != lease.worker or row[1] not in ("running", "cancelled"):
+            return None, "lost"
+        part = self._part(row)
+        if row[3] or row[4] is not None or row[1] == "cancelled":
+            return part, "cancelled"
+        return part, "ok"
+
+    # --- the interface ------------------------------------------------------------
+
+    async def submit(self, spec: JobSpec) -> str:
+        job_id = new_job_id()
+        parts = await asyncio.to_thread(plan_parts, job_id, spec)
+        created = time.time()
+
+        def tx(db: sqlite3.Connection) -> None:
+            seq = db.execute("SELECT COALESCE(MAX(seq), 0) FROM parts").fetchone()[0]
+            db.execute(
+                "INSERT INTO jobs (id, spec, created, nparts) VALUES (?, ?, ?, ?)",
+                (job_id, orjson.dumps(spec.to_json()), created, len(parts)),
+            )
+            db.executemany(
+                "INSERT INTO parts (job_id, idx, seq, data, status) VALUES (?, ?, ?, ?, ?)",
+                [
+                    (job_id, p.index, seq + 1 + p.index, orjson.dumps(p.to_json()), p.status)
+                    for p in parts
+                ],
+            )
+
+        await self._run(tx)
+        return job_id
+
+    async def lease(self, worker: str) -> Lease | None:
+        def tx(db: sqlite3.Connection) -> Lease | None:
+            now = time.time()
+            row = db.execute(
+                "SELECT p.data, p.status, p.worker, j.spec FROM parts p "
+                "JOIN jobs j ON j.id = p.job_id "
+                "WHERE j.cancelled = 0 AND j.error IS NULL AND "
+                "(p.status = 'queued' OR (p.status = 'running' AND p.lease_until < ?)) "
+                "ORDER BY p.seq LIMIT 1",
+                (now,),
+            ).fetchone()
+            if row is None:
+                return None
+            part = self._part(row)
+            part = Part.from_json(
+                {
+                    **part.to_json(),
+                    "status": "running",
+                    "worker": worker,
+                    "attempts": part.attempts + 1,
+                }
+            )
+            self._save(db, part)
+            db.execute(
+                "UPDATE parts SET lease_until = ? WHERE job_id = ? AND idx = ?",
+                (now + self.lease_ttl, part.job_id, part.index),
+            )
+            return Lease(part, JobSpec.from_json(orjson.loads(row[3])), worker)
+
+        return await self._run(tx)
+
+    def _extend(self, db: sqlite3.Connection, lease: Lease) -> None:
+        db.execute(
+            "UPDATE parts SET lease_until = ? WHERE job_id = ? AND idx = ?",
+            (time.time() + self.lease_ttl, lease.part.job_id, lease.part.index),
+        )
+
+    async def heartbeat(self, lease: Lease) -> LeaseState:
+        def tx(db: sqlite3.Connection) -> LeaseState:
+            _, state = self._owned(db, lease)
+            if state == "ok":
+                self._extend(db, lease)
+            return state
+
+        return await self._run(tx)
+
+    async def checkpoint(
+        self, lease: Lease, *, offset: int, line: int, report: dict[str, Any]
+    ) -> LeaseState:
+        def tx(db: sqlite3.Connection) -> LeaseState:
+            part, state = self._owned(db, lease)
+            if state != "ok" or part is None:
+                return state
+            data = {**part.to_json(), "offset": offset, "line": line, "report": report}
+            self._save(db, Part.from_json(data))
+            self._extend(db, lease)
+            return state
+
+        return await self._run(tx)
+
+    async def complete(self, lease: Lease, report: dict[str, Any]) -> bool:
+        def tx(db: sqlite3.Connection) -> bool:
+            part, state = self._owned(db, lease)
+            if state == "lost" or part is None:
+                return False
+            end = part.end if part.end is not None else part.offset
+            data = {**part.to_json(), "status": "done", "offset": end, "report": report}
+            self._save(db, Part.from_json(data))
+            db.execute("UPDATE jobs SET done = done + 1 WHERE id = ?", (part.job_id,))
+            row = db.execute(
+                "SELECT done, nparts, cancelled, error FROM jobs WHERE id = ?", (part.job_id,)
+            ).fetchone()
+            if row[0] >= row[1] and not row[2] and row[3] is None:
+                db.execute("UPDATE jobs SET finished = ? WHERE id = ?", (time.time(), part.job_id))
+                return True
+            return False
+
+        return await self._run(tx)
+
+    async def release(self, lease: Lease) -> None:
+        def tx(db: sqlite3.Connection) -> None:
+            part, state = self._owned(db, lease)
+            if state == "lost" or part is None:
+                return
+            status = "cancelled" if state == "cancelled" else "queued"
+            self._save(db, Part.from_json({**part.to_json(), "status": status, "worker": None}))
+            db.execute(
+                "UPDATE parts SET lease_until = 0 WHERE job_id = ? AND idx = ?",
+                (part.job_id, part.index),
+            )
+
+        await self._run(tx)
+
+    async def fail(self, lease: Lease, error: str, report: dict[str, Any] | None = None) -> None:
+        def tx(db: sqlite3.Connection) -> None:
+            part, state = self._owned(db, lease)
+            if state == "lost" or part is None:
+                return
+            data = {**part.to_json(), "status": "failed", "error": error}
+            if report is not None:
+                data["report"] = report
+            self._save(db, Part.from_json(data))
+            db.execute(
+                "UPDATE jobs SET error = COALESCE(error, ?), finished = COALESCE(finished, ?) "
+                "WHERE id = ?",
+                (f"part {part.index} ({part.source}): {error}", time.time(), part.job_id),
+            )
+
+        await self._run(tx)
+
+    async def cancel(self, job_id: str) -> bool:
+        def tx(db: sqlite3.Connection) -> bool:
+            row = db.execute("SELECT finished FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            if row is None:
+                return False
+            db.execute(
+                "UPDATE jobs SET cancelled = 1, finished = COALESCE(finished, ?) WHERE id = ?",
+                (time.time(), job_id),
+            )
+            db.execute(
+                "UPDATE parts SET status = 'cancelled' WHERE job_id = ? "
+                "AND status IN ('queued', 'running')",
+                (job_id,),
+            )
+            return True
+
+        return await self._run(tx)
+
+    def _view(self, db: sqlite3.Connection, row: Any) -> JobView:
+        parts = [
+            self._part(r)
+            for r in db.execute(
+                "SELECT data, status, worker FROM parts WHERE job_id = ? ORDER BY idx", (row[0],)
+            )
+        ]
+        return JobView(
+            id=row[0],
+            spec=JobSpec.from_json(orjson.loads(row[1])),
+            status=job_status(bool(row[3]), row[4], parts),
+            created=row[2],
+            parts=tuple(parts),
+            error=row[4],
+            finished=row[5],
+        )
+
+    async def get(self, job_id: str) -> JobView | None:
+        def tx(db: sqlite3.Connection) -> JobView | None:
+            row = db.execute(
+                "SELECT id, spec, created, cancelled, error, finished FROM jobs WHERE id = ?",
+                (job_id,),
+            ).fetchone()
+            return None if row is None else self._view(db, row)
+
+        return await self._run(tx)
+
+    async def list_jobs(self, limit: int = 100) -> list[JobView]:
+        def tx(db: sqlite3.Connection) -> list[JobView]:
+            rows = db.execute(
+                "SELECT id, spec, created, cancelled, error, finished FROM jobs "
+                "ORDER BY created DESC, id DESC LIMIT ?",
+                (limit,),
+            ).fetchall()
+            return [self._view(db, r) for r in rows]
+
+        return await self._run(tx)
+
+    async def depth(self) -> int:
+        def tx(db: sqlite3.Connection) -> int:
+            return int(
+                db.execute(
+                    "SELECT COUNT(*) FROM parts p JOIN jobs j ON j.id = p.job_id "
+                    "WHERE p.status = 'queued' AND j.cancelled = 0 AND j.error IS NULL"
+                ).fetchone()[0]
+            )
+
+        return await self._run(tx)
+
+    def shared_pacer(self, stream: str, rate: float) -> Pacer:
+        key = (stream, rate)
+        pacer = self._pacers.get(key)
+        if pacer is None:
+            if self._slots is None:
+                self._slots = SqliteSlots(self.path)
+            pacer = self._pacers[key] = SharedPacer(rate, store=self._slots, key=stream)
+        return pacer
+
+    async def aclose(self) -> None:
+        with self._lock:
+            self._db.close()
+        if self._slots is not None:
+            self._slots.close()
