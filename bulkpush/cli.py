@@ -8,10 +8,12 @@ products; 2 usage or input error; 3 run stopped by the API or the network.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import sys
 from collections.abc import Awaitable, Callable, Iterator
-from typing import Any, NoReturn, TypeVar
+from dataclasses import dataclass
+from typing import Any, Literal, NoReturn, TypeVar
 
 import click
 import orjson
@@ -75,46 +77,84 @@ def _run(coro_fn: Callable[[], Awaitable[T]]) -> T:
         _fail("interrupted", 130)
 
 
-# Options shared by every command that talks to the Stream API.
-def _api_options(fn: Callable[..., Any]) -> Callable[..., Any]:
-    fn = click.option(
+@dataclass(frozen=True, slots=True)
+class ApiArgs:
+    """The options every command that talks to the Stream API takes."""
+
+    token: str | None
+    api_url: str
+    ca_bundle: str | None
+    insecure: bool
+    integration: str | None
+
+    def client(self) -> StreamClient:
+        if not self.token:
+            _fail("no token: pass --token or set BULKPUSH_TOKEN", EXIT_USAGE)
+        return StreamClient(
+            token=self.token,
+            api_url=self.api_url,
+            transport_options=TransportOptions(
+                verify_tls=not self.insecure,
+                ca_bundle=self.ca_bundle,
+                integration=self.integration,
+            ),
+        )
+
+    def run(self, action: Callable[[StreamClient], Awaitable[T]]) -> T:
+        """Open a client, run ``action`` with it, map errors to exit codes."""
+        client = self.client()
+
+        async def go() -> T:
+            async with client:
+                return await action(client)
+
+        return _run(go)
+
+
+_API_OPTIONS = [
+    click.option(
         "--token",
         envvar="BULKPUSH_TOKEN",
         show_envvar=True,
         help="Stream API token (default: $BULKPUSH_TOKEN). Never printed.",
-    )(fn)
-    fn = click.option(
+    ),
+    click.option(
         "--api-url",
         envvar="BULKPUSH_API_URL",
         show_envvar=True,
         default=DEFAULT_API_URL,
         show_default=True,
         help="Stream API base URL.",
-    )(fn)
-    fn = click.option(
+    ),
+    click.option(
         "--ca-bundle", type=click.Path(exists=True, dir_okay=False), help="Custom CA bundle."
-    )(fn)
-    fn = click.option(
+    ),
+    click.option(
         "--insecure", is_flag=True, help="Do not verify TLS certificates (loud; testing only)."
-    )(fn)
-    fn = click.option(
-        "--integration", help="Your integration's name, sent in the User-Agent header."
-    )(fn)
-    return fn
+    ),
+    click.option("--integration", help="Your integration's name, sent in the User-Agent header."),
+]
 
 
-def _client(
-    token: str | None, api_url: str, ca_bundle: str | None, insecure: bool, integration: str | None
-) -> StreamClient:
-    if not token:
-        _fail("no token: pass --token or set BULKPUSH_TOKEN", EXIT_USAGE)
-    return StreamClient(
-        token=token,
-        api_url=api_url,
-        transport_options=TransportOptions(
-            verify_tls=not insecure, ca_bundle=ca_bundle, integration=integration
-        ),
-    )
+def _api_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Add the shared API options; the command receives them as one ``api: ApiArgs``."""
+
+    @functools.wraps(fn)
+    def wrapper(
+        *args: Any,
+        token: str | None,
+        api_url: str,
+        ca_bundle: str | None,
+        insecure: bool,
+        integration: str | None,
+        **kwargs: Any,
+    ) -> Any:
+        api = ApiArgs(token, api_url, ca_bundle, insecure, integration)
+        return fn(*args, api=api, **kwargs)
+
+    for option in reversed(_API_OPTIONS):
+        wrapper = option(wrapper)
+    return wrapper
 
 
 @cli.command()
@@ -196,11 +236,7 @@ def push(
     sources: tuple[str, ...],
     stream_id: str,
     stream_type: str | None,
-    token: str | None,
-    api_url: str,
-    ca_bundle: str | None,
-    insecure: bool,
-    integration: str | None,
+    api: ApiArgs,
     report_path: str | None,
     rejects_path: str | None,
     fmt: str | None,
@@ -246,17 +282,13 @@ def push(
         )
     except ConfigError as exc:
         _fail(str(exc), EXIT_USAGE)
-    client = _client(token, api_url, ca_bundle, insecure, integration)
     progress = make_progress(enabled=not quiet)
-
-    async def go() -> Report:
-        async with client:
-            return await client.push(
+    try:
+        report = api.run(
+            lambda client: client.push(
                 list(sources), stream=stream_id, options=options, progress=progress
             )
-
-    try:
-        report = _run(go)
+        )
     except RunStopped as exc:
         report = exc.report
         _finish(report, report_path, quiet)
@@ -312,11 +344,7 @@ def delete(
     delete_all: bool,
     yes: bool,
     ids: tuple[str, ...],
-    token: str | None,
-    api_url: str,
-    ca_bundle: str | None,
-    insecure: bool,
-    integration: str | None,
+    api: ApiArgs,
 ) -> None:
     """Delete products: by id (arguments or --ids FILE), or all of them (--all --yes)."""
     modes = sum([bool(ids_file), delete_all, bool(ids)])
@@ -326,24 +354,22 @@ def delete(
         _fail("--all deletes every product of the stream: add --yes to confirm", EXIT_USAGE)
     if ids_file and not os.path.exists(ids_file):
         _fail(f"cannot read {ids_file}: no such file", EXIT_USAGE)
-    client = _client(token, api_url, ca_bundle, insecure, integration)
 
-    async def go() -> str:
-        async with client:
-            if delete_all:
-                await client.delete_all_products(stream_id)
-                return f"deleted all products of stream {stream_id}"
-            if len(ids) == 1:
-                await client.delete_product(stream_id, ids[0])
-                return f"deleted product {ids[0]} of stream {stream_id}"
-            source = _read_ids(ids_file) if ids_file else iter(ids)
-            result = await client.delete_products(stream_id, source)
-            return (
-                f"deleted {result.requested} product ids of stream {stream_id} "
-                f"in {result.requests} requests"
-            )
+    async def go(client: StreamClient) -> str:
+        if delete_all:
+            await client.delete_all_products(stream_id)
+            return f"deleted all products of stream {stream_id}"
+        if len(ids) == 1:
+            await client.delete_product(stream_id, ids[0])
+            return f"deleted product {ids[0]} of stream {stream_id}"
+        source = _read_ids(ids_file) if ids_file else iter(ids)
+        result = await client.delete_products(stream_id, source)
+        return (
+            f"deleted {result.requested} product ids of stream {stream_id} "
+            f"in {result.requests} requests"
+        )
 
-    click.echo(_run(go))
+    click.echo(api.run(go))
 
 
 @cli.group()
@@ -358,22 +384,13 @@ def _print_json(obj: Any) -> None:
 @streams.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @_api_options
-def streams_list(
-    as_json: bool,
-    token: str | None,
-    api_url: str,
-    ca_bundle: str | None,
-    insecure: bool,
-    integration: str | None,
-) -> None:
+def streams_list(as_json: bool, api: ApiArgs) -> None:
     """List every stream of the account (all pages)."""
-    client = _client(token, api_url, ca_bundle, insecure, integration)
 
-    async def go() -> list[dict[str, Any]]:
-        async with client:
-            return [s.to_dict() for s in await client.list_streams()]
+    async def go(client: StreamClient) -> list[dict[str, Any]]:
+        return [s.to_dict() for s in await client.list_streams()]
 
-    rows = _run(go)
+    rows = api.run(go)
     if as_json:
         _print_json(rows)
         return
@@ -391,102 +408,57 @@ def streams_list(
     show_default=True,
 )
 @_api_options
-def streams_create(
-    name: str,
-    stream_type: str,
-    token: str | None,
-    api_url: str,
-    ca_bundle: str | None,
-    insecure: bool,
-    integration: str | None,
-) -> None:
+def streams_create(name: str, stream_type: Literal["chunked", "referenced"], api: ApiArgs) -> None:
     """Create a stream; prints its id."""
-    client = _client(token, api_url, ca_bundle, insecure, integration)
 
-    async def go() -> str:
-        async with client:
-            return (await client.create_stream(name, stream_type)).id  # type: ignore[arg-type]
+    async def go(client: StreamClient) -> str:
+        return (await client.create_stream(name, stream_type)).id
 
-    click.echo(_run(go))
+    click.echo(api.run(go))
 
 
 @streams.command("rename")
 @click.argument("stream_id")
 @click.argument("name")
 @_api_options
-def streams_rename(
-    stream_id: str,
-    name: str,
-    token: str | None,
-    api_url: str,
-    ca_bundle: str | None,
-    insecure: bool,
-    integration: str | None,
-) -> None:
+def streams_rename(stream_id: str, name: str, api: ApiArgs) -> None:
     """Rename a stream (its type cannot change)."""
-    client = _client(token, api_url, ca_bundle, insecure, integration)
 
-    async def go() -> str:
-        async with client:
-            s = await client.rename_stream(stream_id, name)
-            return f"{s.id}\t{s.type}\t{s.name}"
+    async def go(client: StreamClient) -> str:
+        s = await client.rename_stream(stream_id, name)
+        return f"{s.id}\t{s.type}\t{s.name}"
 
-    click.echo(_run(go))
+    click.echo(api.run(go))
 
 
 @streams.command("delete")
 @click.argument("stream_id")
 @click.option("--yes", is_flag=True, help="Confirm: the stream and all its products are deleted.")
 @_api_options
-def streams_delete(
-    stream_id: str,
-    yes: bool,
-    token: str | None,
-    api_url: str,
-    ca_bundle: str | None,
-    insecure: bool,
-    integration: str | None,
-) -> None:
+def streams_delete(stream_id: str, yes: bool, api: ApiArgs) -> None:
     """Delete a stream and all its data."""
     if not yes:
         _fail("deleting a stream deletes all its products: add --yes to confirm", EXIT_USAGE)
-    client = _client(token, api_url, ca_bundle, insecure, integration)
 
-    async def go() -> str:
-        async with client:
-            await client.delete_stream(stream_id)
-            return f"deleted stream {stream_id}"
+    async def go(client: StreamClient) -> str:
+        await client.delete_stream(stream_id)
+        return f"deleted stream {stream_id}"
 
-    click.echo(_run(go))
+    click.echo(api.run(go))
 
 
 @cli.command()
 @click.argument("stream_id")
 @click.argument("batch_id")
 @_api_options
-def batch(
-    stream_id: str,
-    batch_id: str,
-    token: str | None,
-    api_url: str,
-    ca_bundle: str | None,
-    insecure: bool,
-    integration: str | None,
-) -> None:
+def batch(stream_id: str, batch_id: str, api: ApiArgs) -> None:
     """Print the status of an upload (batch) as JSON."""
-    client = _client(token, api_url, ca_bundle, insecure, integration)
 
-    async def go() -> dict[str, Any]:
-        async with client:
-            b = await client.batch(stream_id, batch_id)
-            return {
-                "id": b.id,
-                "status": b.status,
-                "errorCount": b.error_count,
-                "stages": b.stages,
-            }
+    async def go(client: StreamClient) -> dict[str, Any]:
+        b = await client.batch(stream_id, batch_id)
+        return {"id": b.id, "status": b.status, "errorCount": b.error_count, "stages": b.stages}
 
-    _print_json(_run(go))
+    _print_json(api.run(go))
 
 
 @cli.command()
