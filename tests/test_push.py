@@ -24,7 +24,15 @@ import pytest
 from bulkpush.client import PushOptions, StreamClient
 from bulkpush.compression import CompressionOptions
 from bulkpush.emulator import Emulator, EmulatorConfig, Faults
-from bulkpush.errors import AuthError, CatalogTooSmall, NotFound, RunStopped, StreamDisabled
+from bulkpush.errors import (
+    AuthError,
+    CatalogTooSmall,
+    NotFound,
+    RetriesExhausted,
+    RunStopped,
+    StreamDisabled,
+    StreamLocked,
+)
 from bulkpush.progress import LiveProgress
 from bulkpush.records import Outcome, Rejection
 from bulkpush.report import Report
@@ -540,3 +548,63 @@ async def test_cli_exit_codes(emu_factory: EmulatorFactory, tmp_path: Path) -> N
     assert code == 2 and "--yes" in err
     code, out, err = await run("delete", "--stream", ok_sid, "--all", "--yes")
     assert code == 0 and emu.products(ok_sid) == {}
+
+
+async def test_a_lock_past_the_deadline_stops_the_run(emu_factory: EmulatorFactory) -> None:
+    emu = await emu_factory()
+    sid = emu.create_stream("locked", "chunked")
+    emu.set_stream_status(sid, "locked")
+    products = [{"id": str(i), "t": "x"} for i in range(500)]
+    opts = PushOptions(max_products_per_request=100, retry=fast_retry(lock_deadline_s=0.5))
+    async with StreamClient(token=TOKEN, api_url=emu.url) as client:
+        with pytest.raises(RunStopped) as info:
+            await client.push(products, stream=sid, options=opts)
+    assert isinstance(info.value.cause, StreamLocked)
+    report = info.value.report
+    assert_balanced(report)
+    assert report.accepted == 0 and report.not_sent == 500
+    assert report.retries > 0  # it did wait and retry before giving up
+
+
+async def test_retries_exhausted_stops_the_run(emu_factory: EmulatorFactory) -> None:
+    emu = await emu_factory()
+    sid = emu.create_stream("down", "chunked")
+    products = [{"id": str(i), "t": "x"} for i in range(300)]
+    opts = PushOptions(max_products_per_request=100, retry=fast_retry(max_attempts=3))
+    async with StreamClient(token=TOKEN, api_url=emu.url) as client:
+        pipeline = await client.open_push(products, stream=sid, options=opts)
+        emu.set_faults(sid, Faults(error_rate=1.0))
+        with pytest.raises(RunStopped) as info:
+            await pipeline.run()
+    assert isinstance(info.value.cause, RetriesExhausted)
+    report = info.value.report
+    assert_balanced(report)
+    assert report.not_sent == 300 and report.requests >= 3
+
+
+async def test_413_splits_the_chunk_and_nothing_is_lost(emu_factory: EmulatorFactory) -> None:
+    emu = await emu_factory(max_request_bytes=20_000)
+    sid = emu.create_stream("split", "chunked")
+    products = list(iter_products(400, seed=6, size="small"))
+    opts = PushOptions(max_products_per_request=400, compression=CompressionOptions(codec="none"))
+    async with StreamClient(token=TOKEN, api_url=emu.url) as client:
+        report = await client.push(products, stream=sid, options=opts)
+    assert report.accepted == 400 and report.not_sent == 0
+    assert_balanced(report)
+    statuses = [r.status for r in emu.requests(sid) if r.method == "POST"]
+    assert 413 in statuses and statuses.count(200) >= 2
+    assert len(emu.products(sid)) == 400
+
+
+async def test_stdin_source_through_the_cli(emu_factory: EmulatorFactory, tmp_path: Path) -> None:
+    emu = await emu_factory()
+    sid = emu.create_stream("stdin", "chunked")
+    data = b"\n".join(iter_products(250, seed=3, size="small")) + b"\n"
+    env = {**os.environ, "BULKPUSH_TOKEN": TOKEN, "BULKPUSH_API_URL": emu.url}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bulkpush", "push", "-", "--stream", sid, "-q",
+        env=env, stdin=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    _, err = await asyncio.wait_for(proc.communicate(data), 60)
+    assert proc.returncode == 0, err
+    assert len(emu.products(sid)) == 250
