@@ -484,3 +484,9 @@ def main() -> None:
         cli(prog_name="bulkpush")
     except APIError as exc:  # pragma: no cover - _run maps these; a last guard
         _fail(str(exc), EXIT_STOPPED)
+
+
+from bulkpush.worker.cli import jobs_group, worker_command  # noqa: E402 - registered last
+
+cli.add_command(worker_command, name="worker")
+cli.add_command(jobs_group, name="jobs")

@@ -90,6 +90,9 @@ class JobOptions:
     :meth:`push_options` builds the same :class:`PushOptions` the CLI builds.
     ``max_in_flight`` caps the requests in flight (and so the window a
     reclaimed part may send twice); None keeps the client's default.
+    ``rejects``: the job's rejects file (each part writes ``rejects.partNNNNN-A``,
+    merged into it when the job is done); ``report``: where the worker that
+    finishes the job writes its JSON report.
     """
 
     format: Literal["ndjson", "json", "csv", "rejects"] | None = None
@@ -107,6 +110,7 @@ class JobOptions:
     max_attempts: int = 8
     max_in_flight: int | None = None
     rejects: str | None = None
+    report: str | None = None
 
     def push_options(
         self, *, stream_type: str | None = None, rejects_path: str | None = None

@@ -1,0 +1,318 @@
+"""``bulkpush worker`` and ``bulkpush jobs submit|list|show|cancel``.
+
+Thin: the commands build the same :class:`~bulkpush.worker.jobs.JobSpec`
+and queue objects the library uses. ``jobs submit`` takes the target and
+push options of ``bulkpush push``, plus ``--token-env`` (the token is read
+by the worker from that environment variable; it is never queued).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any, NoReturn, TypeVar
+
+import click
+import orjson
+
+from bulkpush.errors import BulkpushError, ConfigError
+from bulkpush.report import render_summary
+from bulkpush.targets.productsup_stream import DEFAULT_API_URL
+from bulkpush.worker.jobs import DEFAULT_TOKEN_ENV, JobOptions, JobSpec, JobView, Target
+from bulkpush.worker.queue import DEFAULT_LEASE_TTL, JobQueue, open_queue
+from bulkpush.worker.runner import Worker
+
+__all__ = ["jobs_group", "worker_command"]
+
+T = TypeVar("T")
+EXIT_USAGE = 2
+
+
+def _fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
+    click.echo(f"bulkpush: error: {message}", err=True)
+    sys.exit(code)
+
+
+def _with_queue(url: str | None, fn: Callable[[JobQueue], Awaitable[T]]) -> T:
+    async def go() -> T:
+        queue = open_queue(url)
+        try:
+            return await fn(queue)
+        finally:
+            await queue.aclose()
+
+    try:
+        return asyncio.run(go())
+    except BulkpushError as exc:
+        _fail(str(exc), EXIT_USAGE if isinstance(exc, ConfigError) else 3)
+
+
+_queue_option = click.option(
+    "--queue",
+    "queue_url",
+    envvar="BULKPUSH_QUEUE",
+    show_envvar=True,
+    help="sqlite:///path/jobs.db or redis://host:port/db (default: a SQLite file in "
+    "$XDG_DATA_HOME/bulkpush).",
+)
+
+
+@click.command("worker")
+@_queue_option
+@click.option(
+    "--http",
+    "http_addr",
+    help="Serve the control API on HOST:PORT (127.0.0.1 unless told otherwise).",
+)
+@click.option(
+    "--http-token-env",
+    default="BULKPUSH_WORKER_TOKEN",
+    show_default=True,
+    help="Environment variable holding the control API's bearer token.",
+)
+@click.option(
+    "--lease-ttl",
+    type=float,
+    default=DEFAULT_LEASE_TTL,
+    show_default=True,
+    help="Seconds before a dead worker's part is taken over by another worker.",
+)
+@click.option("--poll", type=float, default=0.5, show_default=True, help="Idle poll interval (s).")
+@click.option("--verbose", "-v", is_flag=True, help="Log each part.")
+def worker_command(  # noqa: PLR0917 - click passes options positionally
+    queue_url: str | None,
+    http_addr: str | None,
+    http_token_env: str,
+    lease_ttl: float,
+    poll: float,
+    verbose: bool,
+) -> None:
+    """Run load jobs from the queue until stopped (SIGTERM/SIGINT: drain; twice: exit now)."""
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(message)s",
+    )
+    http_token = None
+    if http_addr:
+        http_token = os.environ.get(http_token_env)
+        if not http_token:
+            _fail(f"--http needs a bearer token in ${http_token_env}")
+
+    async def go() -> None:
+        queue = open_queue(queue_url, lease_ttl=lease_ttl)
+        worker = Worker(queue, poll_s=poll)
+        loop = asyncio.get_running_loop()
+        signals = 0
+
+        def on_signal() -> None:
+            nonlocal signals
+            signals += 1
+            if signals > 1:
+                os._exit(130)  # the second signal: exit at once
+            worker.stop()
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, on_signal)
+        server = None
+        try:
+            if http_addr and http_token:
+                from bulkpush.worker.control import start_control  # noqa: PLC0415 - aiohttp app
+
+                server = await start_control(http_addr, worker=worker, token=http_token)
+            await worker.run()
+        finally:
+            if server is not None:
+                await server.cleanup()
+            await queue.aclose()
+
+    try:
+        asyncio.run(go())
+    except BulkpushError as exc:
+        _fail(str(exc))
+
+
+@click.group("jobs")
+def jobs_group() -> None:
+    """Submit, list, show and cancel load jobs."""
+
+
+@jobs_group.command("submit")
+@click.argument("sources", nargs=-1, required=True)
+@click.option("--stream", "stream_id", required=True, help="The stream id to push to.")
+@click.option("--stream-type", type=click.Choice(["chunked", "referenced"]))
+@click.option(
+    "--api-url",
+    envvar="BULKPUSH_API_URL",
+    show_envvar=True,
+    default=DEFAULT_API_URL,
+    show_default=True,
+)
+@click.option(
+    "--token-env",
+    default=DEFAULT_TOKEN_ENV,
+    show_default=True,
+    help="The environment variable the worker reads the token from (never queued).",
+)
+@click.option("--ca-bundle", type=click.Path(dir_okay=False))
+@click.option("--insecure", is_flag=True)
+@click.option("--integration")
+@click.option(
+    "--report",
+    "report_path",
+    type=click.Path(dir_okay=False),
+    help="The finishing worker writes the job's JSON report here.",
+)
+@click.option("--rejects", "rejects_path", type=click.Path(dir_okay=False))
+@click.option("--format", "fmt", type=click.Choice(["ndjson", "json", "csv", "rejects"]))
+@click.option("--compression", type=click.Choice(["gzip", "none"]), default="gzip")
+@click.option("--gzip-level", type=int)
+@click.option("--rate", type=float, help="Requests/s on /products for the stream, all workers.")
+@click.option("--pinpoint-rejects", is_flag=True)
+@click.option("--validation", type=click.Choice(["full", "light"]), default="full")
+@click.option("--flatten", is_flag=True)
+@click.option("--separator", default=".")
+@click.option("--max-products", type=click.IntRange(1, 10_000), default=10_000)
+@click.option("--request-mb", type=float)
+@click.option("--body-format", type=click.Choice(["ndjson", "json"]))
+@click.option("--lock-deadline", type=float, default=900.0)
+@click.option("--max-attempts", type=click.IntRange(1, 100), default=8)
+@click.option(
+    "--max-in-flight",
+    type=click.IntRange(1, 256),
+    help="Requests in flight per worker (the window a reclaimed part may resend).",
+)
+@click.option(
+    "--parts",
+    type=click.IntRange(1, 10_000),
+    help="Parts per plain NDJSON source (default: one per 64 MB).",
+)
+@_queue_option
+def jobs_submit(  # noqa: PLR0917
+    sources: tuple[str, ...],
+    stream_id: str,
+    stream_type: str | None,
+    api_url: str,
+    token_env: str,
+    ca_bundle: str | None,
+    insecure: bool,
+    integration: str | None,
+    report_path: str | None,
+    rejects_path: str | None,
+    fmt: str | None,
+    compression: str,
+    gzip_level: int | None,
+    rate: float | None,
+    pinpoint_rejects: bool,
+    validation: str,
+    flatten: bool,
+    separator: str,
+    max_products: int,
+    request_mb: float | None,
+    body_format: str | None,
+    lock_deadline: float,
+    max_attempts: int,
+    max_in_flight: int | None,
+    parts: int | None,
+    queue_url: str | None,
+) -> None:
+    """Queue a load job; prints its id."""
+    try:
+        spec = JobSpec(
+            sources=sources,
+            target=Target(
+                stream=stream_id,
+                stream_type=stream_type,  # type: ignore[arg-type]
+                api_url=api_url,
+                token_env=token_env,
+                ca_bundle=os.path.abspath(ca_bundle) if ca_bundle else None,
+                insecure=insecure,
+                integration=integration,
+            ),
+            options=JobOptions(
+                format=fmt,  # type: ignore[arg-type]
+                compression=compression,  # type: ignore[arg-type]
+                gzip_level=gzip_level,
+                rate=rate,
+                pinpoint_rejects=pinpoint_rejects,
+                validation=validation,  # type: ignore[arg-type]
+                flatten=flatten,
+                separator=separator,
+                max_products=max_products,
+                request_mb=request_mb,
+                body_format=body_format,  # type: ignore[arg-type]
+                lock_deadline=lock_deadline,
+                max_attempts=max_attempts,
+                max_in_flight=max_in_flight,
+                rejects=os.path.abspath(rejects_path) if rejects_path else None,
+                report=os.path.abspath(report_path) if report_path else None,
+            ),
+            parts=parts,
+        ).with_absolute_sources()
+    except ConfigError as exc:
+        _fail(str(exc))
+    click.echo(_with_queue(queue_url, lambda q: q.submit(spec)))
+
+
+def _line(view: JobView) -> str:
+    progress = view.progress()
+    report = view.report()
+    return (
+        f"{view.id}\t{view.status}\t{progress['fraction'] * 100:.1f}%\t"
+        f"{report['accepted']:,} accepted\t{report['rejected']:,} rejected\t"
+        f"stream {view.spec.target.stream}\t{' '.join(view.spec.sources)}"
+    )
+
+
+@jobs_group.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
+@_queue_option
+def jobs_list(as_json: bool, limit: int, queue_url: str | None) -> None:
+    """List the newest jobs."""
+    views = _with_queue(queue_url, lambda q: q.list_jobs(limit))
+    if as_json:
+        _print_json([v.to_json(with_parts=False) for v in views])
+        return
+    for view in views:
+        click.echo(_line(view))
+
+
+def _print_json(obj: Any) -> None:
+    click.echo(orjson.dumps(obj, option=orjson.OPT_INDENT_2).decode())
+
+
+@jobs_group.command("show")
+@click.argument("job_id")
+@click.option("--json", "as_json", is_flag=True, help="status, progress and report as JSON.")
+@_queue_option
+def jobs_show(job_id: str, as_json: bool, queue_url: str | None) -> None:
+    """Print a job's status, progress and report so far."""
+    view = _with_queue(queue_url, lambda q: q.get(job_id))
+    if view is None:
+        _fail(f"no job {job_id}")
+    if as_json:
+        _print_json(view.to_json())
+        return
+    progress = view.progress()
+    click.echo(f"job {view.id}: {view.status}")
+    if view.error:
+        click.echo(f"error: {view.error}")
+    click.echo(
+        f"parts: {progress['parts_done']}/{progress['parts']} done, "
+        f"{progress['parts_running']} running ({progress['fraction'] * 100:.1f}%)"
+    )
+    click.echo(render_summary(view.report()))
+
+
+@jobs_group.command("cancel")
+@click.argument("job_id")
+@_queue_option
+def jobs_cancel(job_id: str, queue_url: str | None) -> None:
+    """Cancel a job: its parts are no longer taken; running ones stop."""
+    if not _with_queue(queue_url, lambda q: q.cancel(job_id)):
+        _fail(f"no job {job_id}")
+    click.echo(f"cancelled {job_id}")

@@ -1,0 +1,112 @@
+"""The worker's optional control API (aiohttp), behind a bearer token.
+
+::
+
+    POST /jobs        submit a job (the JSON of JobSpec.to_json); 201 {"id": ...}
+    GET  /jobs        the newest jobs (no parts)
+    GET  /jobs/{id}   one job: status, progress, report, parts (as ``jobs show --json``)
+    GET  /healthz     200 {"ok": true, "worker": ..., "stopping": ...}; no token needed
+    GET  /metrics     Prometheus text (see bulkpush.worker.metrics)
+
+Every route but ``/healthz`` needs ``Authorization: Bearer <token>``
+(compared in constant time). It binds 127.0.0.1 unless told otherwise.
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from bulkpush.errors import BulkpushError, ConfigError
+from bulkpush.worker.jobs import JobSpec
+from bulkpush.worker.runner import Worker
+
+__all__ = ["build_control_app", "parse_addr", "start_control"]
+
+_WORKER = web.AppKey("worker", Worker)
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
+
+
+def parse_addr(addr: str) -> tuple[str, int]:
+    """``HOST:PORT`` or ``PORT`` (host 127.0.0.1); raises ConfigError."""
+    host, _, port = addr.rpartition(":")
+    try:
+        return host or "127.0.0.1", int(port)
+    except ValueError as exc:
+        raise ConfigError(f"--http takes HOST:PORT, not {addr!r}") from exc
+
+
+def build_control_app(worker: Worker, token: str) -> web.Application:
+    """The control API of ``worker``; ``token`` is the bearer token it requires."""
+    expected = f"Bearer {token}".encode()
+
+    @web.middleware
+    async def auth(request: web.Request, handler: Any) -> web.StreamResponse:
+        if request.path != "/healthz":
+            given = request.headers.get("Authorization", "").encode()
+            if not hmac.compare_digest(given, expected):
+                return _json({"error": "a valid bearer token is required"}, 401)
+        try:
+            response: web.StreamResponse = await handler(request)
+        except BulkpushError as exc:
+            return _json({"error": str(exc)}, 400 if isinstance(exc, ConfigError) else 503)
+        return response
+
+    app = web.Application(middlewares=[auth])
+    app[_WORKER] = worker
+
+    async def submit(request: web.Request) -> web.Response:
+        try:
+            body = await request.json(loads=orjson.loads)
+        except ValueError:
+            return _json({"error": "the body must be JSON"}, 400)
+        if not isinstance(body, dict):
+            return _json({"error": "the body must be a JSON object"}, 400)
+        try:
+            spec = JobSpec.from_json(body)
+        except BulkpushError as exc:
+            return _json({"error": str(exc)}, 400)
+        job_id = await worker.queue.submit(spec)
+        return _json({"id": job_id}, 201)
+
+    async def list_jobs(request: web.Request) -> web.Response:
+        views = await worker.queue.list_jobs(int(request.query.get("limit", "100")))
+        return _json([v.to_json(with_parts=False) for v in views])
+
+    async def get_job(request: web.Request) -> web.Response:
+        view = await worker.queue.get(request.match_info["id"])
+        if view is None:
+            return _json({"error": "no such job"}, 404)
+        return _json(view.to_json())
+
+    async def healthz(request: web.Request) -> web.Response:
+        return _json({"ok": True, "worker": worker.id, "stopping": worker.stopping})
+
+    async def metrics(request: web.Request) -> web.Response:
+        worker.metrics.set_depth(await worker.queue.depth())
+        body, content_type = worker.metrics.render()
+        response = web.Response(body=body)
+        response.headers["Content-Type"] = content_type
+        return response
+
+    app.router.add_post("/jobs", submit)
+    app.router.add_get("/jobs", list_jobs)
+    app.router.add_get("/jobs/{id}", get_job)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics)
+    return app
+
+
+async def start_control(addr: str, *, worker: Worker, token: str) -> web.AppRunner:
+    """Serve the control API on ``addr``; the caller ``await runner.cleanup()`` s it."""
+    host, port = parse_addr(addr)
+    runner = web.AppRunner(build_control_app(worker, token), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    return runner

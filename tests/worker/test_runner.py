@@ -1,0 +1,146 @@
+"""The worker loop in-process against the emulator, on both queue backends."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from bulkpush.emulator import EmulatorConfig
+from bulkpush.records import Chunk, Outcome, Record, Rejection
+from bulkpush.report import Report
+from bulkpush.worker.jobs import JobOptions, JobSpec, Target
+from bulkpush.worker.runner import RangeReader, Watermark, Worker
+
+from ..conftest import TEST_TOKEN
+from .conftest import write_catalog
+
+pytestmark = pytest.mark.timeout(90)
+
+FAST = EmulatorConfig(tokens=frozenset({TEST_TOKEN}), products_rate=None, other_rate=None)
+
+
+async def wait_status(
+    q: Any, job_id: str, statuses: set[str], task: Any = None, limit: float = 30
+) -> Any:
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        if task is not None and task.done():
+            task.result()  # the worker died: show why
+        view = await q.get(job_id)
+        if view is not None and view.status in statuses:
+            return view
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"job {job_id} not {statuses}: {view and view.to_json()}")
+
+
+def job(url: str, *sources: Path, token_env: str = "BP_TEST_TOKEN", **opts: Any) -> JobSpec:
+    parts = opts.pop("parts", None)
+    return JobSpec(
+        sources=tuple(str(s) for s in sources),
+        target=Target(stream=opts.pop("stream"), api_url=url, token_env=token_env),
+        options=JobOptions(rate=opts.pop("rate", 500.0), **opts),
+        parts=parts,
+    )
+
+
+async def test_job_with_parts_lands_every_product_once(
+    queue_factory: Any, emulator_factory: Any, tmp_path: Path
+) -> None:
+    emu = await emulator_factory(FAST)
+    sid = emu.create_stream("worker-runner")
+    cat = write_catalog(tmp_path / "c.ndjson", 5000, bad_every=1000)
+    q = queue_factory()
+    rejects = tmp_path / "rejects.ndjson"
+    report_path = tmp_path / "report.json"
+    job_id = await q.submit(
+        job(
+            emu.url,
+            cat,
+            stream=sid,
+            parts=3,
+            max_products=300,
+            rejects=str(rejects),
+            report=str(report_path),
+        )
+    )
+    worker = Worker(q, poll_s=0.05, environ={"BP_TEST_TOKEN": TEST_TOKEN})
+    task = asyncio.create_task(worker.run())
+    try:
+        view = await wait_status(q, job_id, {"done", "failed"}, task)
+    finally:
+        worker.stop()
+        await asyncio.wait_for(task, 10)
+    assert view.status == "done", view.error
+    products = emu.products(sid)
+    assert len(products) == 4995
+    assert all(n == 1 for n in emu.upload_counts(sid).values())
+    report = view.report()
+    assert (report["read"], report["accepted"], report["rejected"]) == (5000, 4995, 5)
+    assert report["balanced"] and report["not_sent"] == 0
+    lines = {e["line"] for g in report["errors"] for e in g["examples"]}
+    assert lines == {1, 1001, 2001, 3001, 4001}  # source lines, across parts
+    rejected = [orjson.loads(x) for x in rejects.read_bytes().splitlines()]
+    assert len(rejected) == 5
+    assert orjson.loads(report_path.read_bytes())["accepted"] == 4995
+    assert not list(tmp_path.glob("rejects.ndjson.part*"))  # noqa: ASYNC240
+
+
+async def test_failing_job_does_not_stop_others(
+    queue_factory: Any, emulator_factory: Any, tmp_path: Path
+) -> None:
+    emu = await emulator_factory(FAST)
+    sid = emu.create_stream("worker-failing")
+    q = queue_factory()
+    missing = await q.submit(job(emu.url, tmp_path / "missing.ndjson", stream=sid))
+    no_token = await q.submit(
+        job(emu.url, write_catalog(tmp_path / "a.ndjson", 10), stream=sid, token_env="NOPE_X")
+    )
+    good = await q.submit(job(emu.url, write_catalog(tmp_path / "b.ndjson", 100), stream=sid))
+    worker = Worker(q, poll_s=0.05, environ={"BP_TEST_TOKEN": TEST_TOKEN})
+    task = asyncio.create_task(worker.run())
+    try:
+        view = await wait_status(q, good, {"done", "failed"}, task)
+    finally:
+        worker.stop()
+        await asyncio.wait_for(task, 10)
+    assert view.status == "done"
+    bad = await q.get(missing)
+    assert bad.status == "failed" and "missing.ndjson" in bad.error
+    assert "No such file" in bad.error or "no such file" in bad.error
+    nt = await q.get(no_token)
+    assert nt.status == "failed" and "NOPE_X" in nt.error
+    assert len(emu.products(sid)) == 100
+
+
+def test_range_reader_returns_whole_lines_and_stops_at_a_boundary(tmp_path: Path) -> None:
+    cat = write_catalog(tmp_path / "c.ndjson", 100)
+    data = cat.read_bytes()
+    mid = data.index(b"\n", 500) - 3  # inside a line: starts at the next one
+    r = RangeReader(str(cat), mid, len(data))
+    assert r.base == data.index(b"\n", 500) + 1
+    first = r.read(64)
+    assert first.endswith(b"\n") and data[r.base :].startswith(first)
+    r.stop()
+    assert r.read(64) == b""
+    r.close()
+
+
+def test_watermark_moves_over_the_contiguous_prefix_only() -> None:
+    wm = Watermark(offset=0, line=1, base=0, base_line=1, committed=Report())
+    recs = [Record("s", i + 1, i * 10, b'{"id":"%d"}' % i) for i in range(6)]
+    for r in recs:
+        wm.seen(r, "s")
+    c1 = Chunk(1, recs[3:6], 30)
+    assert not wm.account(Outcome(chunk=c1, status=200, accepted=3, attempts=1))
+    assert wm.offset == 0
+    c0 = Chunk(0, [recs[0], recs[2]], 20)
+    assert wm.account(Outcome(chunk=c0, status=200, accepted=2, attempts=1))
+    assert wm.offset == 1  # record 1 is not accounted yet
+    assert wm.account(Rejection(recs[1], "client", "bad"))
+    assert (wm.offset, wm.line) == (51, 7)
+    assert wm.committed.read == 6 and wm.committed.accepted == 5
