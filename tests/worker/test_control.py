@@ -1,0 +1,57 @@
+"""The control API: bearer token, jobs, health, Prometheus metrics."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from bulkpush.worker.control import start_control
+from bulkpush.worker.jobs import JobOptions, JobSpec, Target
+from bulkpush.worker.runner import Worker
+
+from .conftest import free_port
+
+pytestmark = pytest.mark.timeout(60)
+
+
+async def test_control_api(queue_factory: Any, tmp_path: Path) -> None:
+    q = queue_factory()
+    worker = Worker(q, environ={})
+    port = free_port()
+    runner = await start_control(f"127.0.0.1:{port}", worker=worker, token="s3cret")
+    base = f"http://127.0.0.1:{port}"
+    auth = {"Authorization": "Bearer s3cret"}
+    spec = JobSpec(
+        sources=(str(tmp_path / "c.ndjson"),),
+        target=Target(stream="7", api_url="http://127.0.0.1:1"),
+        options=JobOptions(rate=5.0),
+    )
+    try:
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"{base}/healthz") as r:
+                assert r.status == 200 and (await r.json())["ok"] is True
+            async with http.get(f"{base}/jobs") as r:
+                assert r.status == 401
+            async with http.get(f"{base}/jobs", headers={"Authorization": "Bearer no"}) as r:
+                assert r.status == 401
+            async with http.post(f"{base}/jobs", json=spec.to_json(), headers=auth) as r:
+                assert r.status == 201
+                job_id = (await r.json())["id"]
+            async with http.post(f"{base}/jobs", json={"sources": []}, headers=auth) as r:
+                assert r.status == 400
+            async with http.get(f"{base}/jobs", headers=auth) as r:
+                assert [j["id"] for j in await r.json()] == [job_id]
+            async with http.get(f"{base}/jobs/{job_id}", headers=auth) as r:
+                doc = await r.json()
+                assert doc["status"] == "queued" and doc["report"]["read"] == 0
+            async with http.get(f"{base}/jobs/nope", headers=auth) as r:
+                assert r.status == 404
+            async with http.get(f"{base}/metrics", headers=auth) as r:
+                text = await r.text()
+                assert "bulkpush_queue_depth 1.0" in text
+                assert "s3cret" not in text
+    finally:
+        await runner.cleanup()
