@@ -1,0 +1,57 @@
+"""Generated, realistic catalogs for the benchmarks, cached on disk.
+
+``catalog(n, kind)`` returns the path of an NDJSON file of ``n`` products
+written by :func:`bulkpush.samples.write_catalog`: ``kind="regular"`` products
+are about 1 KB (20 attributes: titles, descriptions, prices, URLs, GTINs),
+``kind="small"`` about 200 bytes. Files are cached under the cache directory
+(``benchmarks/.cache`` unless ``BULKPUSH_BENCH_CACHE`` or ``--cache`` says),
+named by kind, size and seed, so repeated runs do not regenerate them. A file
+is written under a temporary name and renamed, so a run that is killed never
+leaves a half-written catalog behind, and two runs may share the cache.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from bulkpush.samples import write_catalog
+
+Kind = Literal["regular", "small"]
+
+DEFAULT_CACHE = Path(__file__).resolve().parent / ".cache"
+SEED = 1
+
+
+def cache_dir() -> Path:
+    """Where catalogs are kept: ``$BULKPUSH_BENCH_CACHE`` or ``benchmarks/.cache``."""
+    return Path(os.environ.get("BULKPUSH_BENCH_CACHE") or DEFAULT_CACHE)
+
+
+def catalog(n: int, kind: Kind = "regular", *, seed: int = SEED) -> Path:
+    """The path of a cached NDJSON catalog of ``n`` products, generated when absent."""
+    directory = cache_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{kind}-{n}-seed{seed}.ndjson"
+    if path.exists():
+        return path
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        write_catalog(tmp, n, seed=seed, size=kind)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def describe(path: Path) -> dict[str, float | int | str]:
+    """Products, size and mean product size of a cached catalog (for the results)."""
+    kind, n, _ = path.stem.split("-", 2)
+    size = path.stat().st_size
+    return {
+        "kind": kind,
+        "products": int(n),
+        "mb": round(size / 1e6, 3),
+        "mean_product_bytes": round(size / int(n) - 1, 1),
+    }
