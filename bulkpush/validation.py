@@ -207,46 +207,53 @@ class Validator:
             return Rejection(record, STAGE_CLIENT, _syntax_message(raw))
         if type(obj) is not dict:
             return Rejection(record, STAGE_CLIENT, MSG_NOT_OBJECT)
-        nested = False
-        empty = True
-        for value in obj.values():
-            if value is None or value == "":
-                continue
-            empty = False
-            if isinstance(value, dict | list):
-                nested = True
-                break
+        pid = obj.get("id")
+        kind = type(pid)
+        # bool is not int here: type(True) is bool.
+        ident = pid if kind is str and pid else str(pid) if kind is int or kind is float else None
+        # The hot path: a nested value needs a "{" past the first byte or a "[";
+        # most products have neither, and then no value needs a look (a "{" or
+        # "[" inside a string only sends the product down the slow path).
+        if raw.find(b"{", 1) < 0 and raw.find(b"[") < 0:
+            nested = False
+            # A valid id is a non-empty value: then the product is not empty.
+            empty = ident is None and all(v is None or v == "" for v in obj.values())
+        else:
+            nested, empty = _scan(obj)
         if empty:
             return Rejection(record, STAGE_CLIENT, MSG_EMPTY_ATTRIBUTES)
-        pid = obj.get("id")
-        if pid is None:
-            return Rejection(record, STAGE_CLIENT, MSG_MISSING_ID)
-        if type(pid) is str:
-            if not pid:
-                return Rejection(record, STAGE_CLIENT, MSG_EMPTY_ID)
-            record.id = pid
-        elif type(pid) is int or type(pid) is float:
-            record.id = str(pid)
-        else:
-            return Rejection(record, STAGE_CLIENT, MSG_ID_TYPE)
+        if ident is None:
+            if pid is None:
+                return Rejection(record, STAGE_CLIENT, MSG_MISSING_ID)
+            return Rejection(record, STAGE_CLIENT, MSG_EMPTY_ID if pid == "" else MSG_ID_TYPE)
         if nested:
             if not self._flatten:
-                record.id = None
                 return Rejection(record, STAGE_CLIENT, MSG_NESTED)
             try:
                 flat = flatten(obj, self._sep)
             except ValueError:
-                record.id = None
                 return Rejection(record, STAGE_CLIENT, MSG_FLATTEN_COLLISION)
             new = orjson.dumps(flat)
             if len(new) > self._max:
-                record.id = None
                 return Rejection(record, STAGE_CLIENT, MSG_TOO_LARGE)
             record.raw = new
         elif b"\n" in raw or b"\r" in raw:
             # Valid JSON holds line breaks only between tokens; they would split an NDJSON body.
             record.raw = orjson.dumps(obj)
+        record.id = ident
         return None
+
+
+def _scan(obj: dict[str, Any]) -> tuple[bool, bool]:
+    """``(nested, empty)``: a value is an object or array; every value is null or ""."""
+    empty = True
+    for value in obj.values():
+        if value is None or value == "":
+            continue
+        empty = False
+        if isinstance(value, dict | list):
+            return True, False
+    return False, empty
 
 
 def _syntax_message(raw: bytes) -> str:
