@@ -10,7 +10,8 @@ Pushes the catalog with the public library API (:class:`StreamClient`,
 catalogs would). The JSON line has ``products`` (accepted, all streams),
 ``seconds`` (first push started to last push ended), ``products_per_s``,
 ``mb_per_s`` (catalog bytes read per second), ``requests``, ``status_429``,
-``peak_rss_mb`` and ``streams`` (the same per stream).
+``peak_rss_mb``, ``cpu_s`` (user + system CPU seconds of the process while it
+pushed: all its threads) and ``streams`` (the same per stream).
 
 ``--no-network`` measures the CPU ceiling: the run is prepared by the client
 exactly as a push is (``StreamClient.open_push``: same reader, validation,
@@ -103,10 +104,34 @@ async def _push_one(
     return report, started, time.perf_counter(), None
 
 
+def peak_rss_mb() -> float:
+    """This process's peak RSS in MB (2**20 bytes), threads included.
+
+    ``VmHWM`` of ``/proc/self/status``, not ``ru_maxrss``: Linux carries
+    ``ru_maxrss`` across ``exec``, so a child started by a large parent would
+    report at least the parent's RSS at the fork.
+    """
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 async def _run(args: argparse.Namespace) -> dict[str, Any]:
     streams = args.stream.split(",")
+    cpu0 = _cpu_s()
     async with StreamClient(token=args.token, api_url=args.url) as client:
         results = await asyncio.gather(*(_push_one(client, args, s) for s in streams))
+    cpu_s = _cpu_s() - cpu0
     started = min(r[1] for r in results)
     ended = max(r[2] for r in results)
     per_stream = []
@@ -131,6 +156,7 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
         "requests": sum(r["requests"] for r in per_stream),
         "status_429": sum(r["status_429"] for r in per_stream),
         "bytes_sent": sum(r["bytes_sent"] for r in per_stream),
+        "cpu_s": cpu_s,
         "streams": per_stream,
     }
 
@@ -200,8 +226,7 @@ def main(argv: list[str] | None = None) -> None:
     if not Path(args.catalog).exists():
         parser.error(f"no catalog at {args.catalog}")
     result = asyncio.run(_run(args))
-    # ru_maxrss is in KiB on Linux: the peak of this process, threads included.
-    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    result["peak_rss_mb"] = peak_rss_mb()
     if args.stages:
         result["stages"] = stage_costs(
             args.catalog,

@@ -36,6 +36,7 @@ import signal
 import subprocess
 import sys
 import threading
+import urllib.error
 import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -313,8 +314,12 @@ class BenchServer:
             method=method,
             headers={"Content-Type": "application/json"} if data is not None else {},
         )
-        with urllib.request.urlopen(req, timeout=30) as resp:
-            return json.loads(resp.read())
+        try:
+            with urllib.request.urlopen(req, timeout=30) as resp:
+                return json.loads(resp.read())
+        except urllib.error.HTTPError as exc:
+            detail = exc.read()[:500].decode(errors="replace")
+            raise RuntimeError(f"{method} {path}: {exc.code} {detail}") from None
 
     def create_stream(self, name: str, stream_type: str = "chunked") -> str:
         """A new stream's id (outside the management rate limit)."""

@@ -1,0 +1,227 @@
+"""What the scenarios share: child processes, medians, targets, the machine."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+API_CEILING_PRODUCTS_PER_S = 300_000  # 30 requests/s x 10,000 products per request
+PUBLISHED_RATE = 30.0
+LIFTED_RATE = 1e6  # what bulkpush is told when the server has no limit
+CHILD_TIMEOUT_S = 600.0
+
+
+class ChildFailed(RuntimeError):
+    """A benchmark child process failed or printed no JSON line."""
+
+
+def run_child(
+    args: Sequence[str], *, timeout: float = CHILD_TIMEOUT_S, cwd: Path | None = None
+) -> dict[str, Any]:
+    """Run ``python args...`` in a fresh process; return the JSON object on its last line."""
+    cmd = [sys.executable, *args]
+    try:
+        proc = subprocess.run(
+            cmd, capture_output=True, text=True, timeout=timeout, cwd=cwd, check=False
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise ChildFailed(f"{' '.join(args[:3])} ran over {timeout:.0f} s") from exc
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        tail = (proc.stderr or proc.stdout)[-1500:]
+        raise ChildFailed(f"{' '.join(args[:3])} exited {proc.returncode}: {tail}")
+    result: dict[str, Any] = json.loads(lines[-1])
+    return result
+
+
+def median(values: Sequence[float]) -> float:
+    return float(statistics.median(values)) if values else 0.0
+
+
+def spread(values: Sequence[float]) -> list[float]:
+    """[min, max] of the runs, for the results file."""
+    return [float(min(values)), float(max(values))] if values else []
+
+
+def ratio(a: float, b: float) -> float | None:
+    return a / b if b else None
+
+
+def process_cpu_s(pid: int | None) -> float | None:
+    """CPU seconds (user + system) a running process has used so far (Linux /proc)."""
+    if pid is None:
+        return None
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / ticks
+
+
+def _proc_table() -> dict[int, tuple[int, int, float]]:
+    """pid -> (parent pid, start time in ticks, CPU seconds so far) of every process."""
+    table: dict[int, tuple[int, int, float]] = {}
+    ticks = os.sysconf("SC_CLK_TCK")
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        table[int(entry.name)] = (
+            int(fields[1]),
+            int(fields[19]),
+            (int(fields[11]) + int(fields[12])) / ticks,
+        )
+    return table
+
+
+class OtherLoad:
+    """CPU used by processes outside this suite's process tree, between two snapshots.
+
+    Other work on the machine (tests, builds, another benchmark) takes cores
+    from the clients measured; this says how much. Processes that start and
+    end between the snapshots, or end before the second, are not seen, so it
+    is a lower bound.
+    """
+
+    def __init__(self) -> None:
+        self._t = time.monotonic()
+        self._before = _proc_table() if Path("/proc/self/stat").exists() else {}
+        self._load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+
+    def _ours(self, table: dict[int, tuple[int, int, float]]) -> set[int]:
+        me = os.getpid()
+        ours = {me}
+        changed = True
+        while changed:
+            changed = False
+            for pid, (ppid, _, _) in table.items():
+                if ppid in ours and pid not in ours:
+                    ours.add(pid)
+                    changed = True
+        return ours
+
+    def finish(self) -> dict[str, float | None]:
+        """``other_cores``: mean cores used by others; ``loadavg_1m_before``."""
+        seconds = time.monotonic() - self._t
+        if not self._before or seconds <= 0:
+            return {"other_cores": None, "loadavg_1m_before": self._load}
+        after = _proc_table()
+        ours = self._ours(after) | self._ours(self._before)
+        used = 0.0
+        for pid, (_, start, cpu) in after.items():
+            if pid in ours:
+                continue
+            prev = self._before.get(pid)
+            used += cpu - prev[2] if prev is not None and prev[1] == start else cpu
+        return {"other_cores": used / seconds, "loadavg_1m_before": self._load}
+
+
+@dataclass(slots=True)
+class Target:
+    """One target of the issue, checked: what it asks, what was measured, met or not."""
+
+    id: str
+    description: str
+    target: str
+    value: float | None
+    met: bool
+    measured: str
+    note: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "description": self.description,
+            "target": self.target,
+            "value": self.value,
+            "measured": self.measured,
+            "met": self.met,
+            "note": self.note,
+        }
+
+
+@dataclass(slots=True)
+class Scenario:
+    """What a scenario returns: its settings, figures (JSON-ready), targets, tables."""
+
+    title: str
+    settings: dict[str, Any] = field(default_factory=dict)
+    figures: dict[str, Any] = field(default_factory=dict)
+    targets: list[Target] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    status: str = "ok"  # ok | skipped | error
+    reason: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "title": self.title,
+            "status": self.status,
+            "reason": self.reason,
+            "settings": self.settings,
+            "figures": self.figures,
+            "targets": [t.to_json() for t in self.targets],
+            "notes": self.notes,
+        }
+
+
+@dataclass(slots=True)
+class Context:
+    """How the suite runs: mode, repetitions, where results go, how to say progress."""
+
+    quick: bool
+    runs: int
+    out: Path
+    profile: bool
+    log: Callable[[str], None]
+    started: float = field(default_factory=time.monotonic)
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def progress(self, message: str) -> None:
+        self.log(f"[{self.elapsed():6.1f} s] {message}")
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine() -> dict[str, Any]:
+    """Cores, CPU model, OS, Python and the versions of the libraries measured."""
+    return {
+        "cores": os.cpu_count(),
+        "cpu_model": _cpu_model(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "versions": {
+            name: _version(name)
+            for name in ("bulkpush", "aiohttp", "orjson", "isal", "elasticsearch")
+        },
+    }

@@ -1,0 +1,156 @@
+"""2. Client throughput: end to end against the CPU ceiling, measured in the same run.
+
+The server runs in throughput mode (it counts lines, parses and stores
+nothing) with every limit lifted; bulkpush is told so (``rate`` 10^6/s).
+End to end: the catalog pushed over HTTP. CPU ceiling: the same catalog, the
+same options, prepared by the client exactly as a push is
+(``StreamClient.open_push``) but with a sender that answers each chunk at
+once without sending it: reading, validation, chunking, encoding and
+compression only. Each end-to-end run is paired with a ceiling run (ABAB),
+for validation ``full`` and ``light``. The stage costs (each stage alone, one
+thread) show where the ceiling's CPU goes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from benchmarks.catalogs import catalog, describe
+from benchmarks.common import (
+    API_CEILING_PRODUCTS_PER_S,
+    LIFTED_RATE,
+    Context,
+    Scenario,
+    Target,
+    median,
+    process_cpu_s,
+    run_child,
+    spread,
+)
+from benchmarks.profiling import profile_child
+from benchmarks.server import BenchServer, ServerConfig
+
+TARGET_SHARE = 0.90
+STAGE_PRODUCTS = 50_000
+VALIDATIONS = ("full", "light")
+
+
+def run(ctx: Context) -> Scenario:
+    products = 100_000 if ctx.quick else 500_000
+    path = catalog(products)
+    config = ServerConfig(rate=None, latency_s=0.0, throughput_mode=True)
+    scenario = Scenario(
+        title="Client throughput",
+        settings={
+            "server": config.describe(),
+            "catalog": describe(path),
+            "chunk_products": 10_000,
+            "compression": "gzip (bulkpush default: isal level 1)",
+            "client_rate": "lifted (PushOptions(rate=1e6))",
+            "runs": ctx.runs,
+        },
+        notes=[
+            "CPU ceiling = the same catalog read, validated, chunked, encoded and compressed by "
+            "the client's own pipeline (StreamClient.open_push, same options) with a sender "
+            "that answers every chunk at once: no network, no server.",
+            "End-to-end and ceiling runs alternate (ABAB), each in a fresh process; the server "
+            "shares the machine's cores with the client in the end-to-end runs (its CPU use "
+            "is in the table).",
+        ],
+    )
+    rows: dict[str, Any] = {}
+    with BenchServer(config) as server:
+        sid = server.create_stream("throughput")
+        base = [
+            "-m", "benchmarks.bulkpush_run", "--url", server.url, "--catalog", str(path),
+            "--stream", sid, "--rate", str(LIFTED_RATE),
+        ]  # fmt: skip
+        for validation in VALIDATIONS:
+            args = [*base, "--validation", validation]
+            e2e: list[dict[str, Any]] = []
+            ceiling: list[dict[str, Any]] = []
+            stages: dict[str, Any] | None = None
+            for r in range(ctx.runs):
+                extra = ["--stages", str(STAGE_PRODUCTS)] if r == 0 else []
+                c = run_child([*args, "--no-network", *extra])
+                stages = c.pop("stages", stages)
+                ceiling.append(c)
+                cpu0 = process_cpu_s(server.pid)
+                e = run_child(args)
+                cpu1 = process_cpu_s(server.pid)
+                e["server_cpu_s"] = None if cpu0 is None or cpu1 is None else cpu1 - cpu0
+                e2e.append(e)
+                ctx.progress(
+                    f"  throughput ({validation}), run {r + 1}/{ctx.runs}: "
+                    f"end to end {e['products_per_s']:,.0f}/s, "
+                    f"ceiling {c['products_per_s']:,.0f}/s"
+                )
+            rows[validation] = _summary(e2e, ceiling, stages)
+        if ctx.profile:
+            ctx.progress("  throughput: one more end-to-end run (full) under py-spy")
+            rows["profile"] = profile_child(
+                [*base, "--validation", "full"], ctx.out / "profile-throughput.txt"
+            )
+    scenario.figures = rows
+    for validation in VALIDATIONS:
+        row = rows[validation]
+        share = row["share_of_ceiling"] or 0.0
+        met = share >= TARGET_SHARE
+        note = ""
+        if not met:
+            server_cores = row["server_cores"]
+            client_cores = row["client_cores"]
+            note = (
+                f"End to end is {100 * share:.0f}% of the ceiling, "
+                f"{100 * (TARGET_SHARE - share):.0f} points short. "
+                f"During the end-to-end runs the client used {client_cores:.2f} cores and the "
+                f"server {server_cores:.2f} of this machine's 2, so the server takes CPU the "
+                "ceiling run has to itself; the rest is the cost of HTTP and of waiting for "
+                "answers (see the profile)."
+            )
+        scenario.targets.append(
+            Target(
+                id=f"throughput_{validation}",
+                description=f"end to end vs the CPU ceiling, validation {validation}",
+                target=">= 90% of the ceiling",
+                value=share,
+                met=met,
+                measured=f"{row['e2e_products_per_s']:,.0f} vs {row['ceiling_products_per_s']:,.0f}"
+                f" products/s = {100 * share:.0f}%",
+                note=note,
+            )
+        )
+    return scenario
+
+
+def _summary(
+    e2e: list[dict[str, Any]], ceiling: list[dict[str, Any]], stages: dict[str, Any] | None
+) -> dict[str, Any]:
+    e_pps = [x["products_per_s"] for x in e2e]
+    c_pps = [x["products_per_s"] for x in ceiling]
+    e_med = median(e_pps)
+    c_med = median(c_pps)
+    server_cpu = [x["server_cpu_s"] / x["seconds"] for x in e2e if x.get("server_cpu_s")]
+    client_cpu = [x["cpu_s"] / x["seconds"] for x in e2e if x.get("cpu_s")]
+    ceiling_cpu = [x["cpu_s"] / x["seconds"] for x in ceiling if x.get("cpu_s")]
+    return {
+        "e2e_products_per_s": e_med,
+        "e2e_spread": spread(e_pps),
+        "e2e_mb_per_s": median([x["mb_per_s"] for x in e2e]),
+        "ceiling_products_per_s": c_med,
+        "ceiling_spread": spread(c_pps),
+        "ceiling_mb_per_s": median([x["mb_per_s"] for x in ceiling]),
+        "share_of_ceiling": e_med / c_med if c_med else None,
+        "share_of_api_ceiling": e_med / API_CEILING_PRODUCTS_PER_S,
+        "ceiling_share_of_api_ceiling": c_med / API_CEILING_PRODUCTS_PER_S,
+        # Cores busy while pushing (CPU seconds per wall second, all threads); the server's
+        # is measured over the client process's life, idle start-up included.
+        "client_cores": median(client_cpu),
+        "ceiling_cores": median(ceiling_cpu),
+        "server_cores": median(server_cpu),
+        "e2e_peak_rss_mb": median([x["peak_rss_mb"] for x in e2e]),
+        "requests": e2e[0]["requests"] if e2e else 0,
+        "status_429": sum(x["status_429"] for x in e2e),
+        "stages": stages,
+        "runs": {"e2e": e2e, "ceiling": ceiling},
+    }
