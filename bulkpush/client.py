@@ -21,16 +21,17 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from typing import Protocol
 
 from bulkpush.chunking import BodyFormat, encode_body
 from bulkpush.compression import CompressionOptions, Compressor
 from bulkpush.errors import CatalogTooSmall, ConfigError, NotFound
 from bulkpush.limits import STREAM_API
-from bulkpush.pipeline import Event, Pipeline, PipelineSettings, Source
+from bulkpush.pipeline import Event, Pipeline, PipelineSettings, RecordHook, Source
 from bulkpush.progress import Progress
 from bulkpush.records import Chunk
 from bulkpush.report import Report
-from bulkpush.sources import Format
+from bulkpush.sources import FileRange, Format
 from bulkpush.targets.productsup_stream import (
     DEFAULT_API_URL,
     RATE_SAFETY,
@@ -52,7 +53,7 @@ from bulkpush.transport import (
 )
 from bulkpush.validation import ValidationOptions, Validator
 
-__all__ = ["DEFAULT_API_URL", "PushOptions", "StreamClient"]
+__all__ = ["DEFAULT_API_URL", "PacerFactory", "PushOptions", "StreamClient"]
 
 # Chunked streams: products per request are capped at 10,000 by the API; the
 # byte target keeps a request well under the server's 10 s timeout on a slow
@@ -103,6 +104,12 @@ class PushOptions:
             raise ConfigError("rate must be positive")
 
 
+class PacerFactory(Protocol):
+    """Makes the pacer of a stream's uploads: ``rate`` is requests per second on ``/products``."""
+
+    def __call__(self, stream: str, rate: float) -> Pacer: ...
+
+
 def _total_bytes(sources: Sequence[Source]) -> int | None:
     """The catalog's size on disk when every source is a plain file, else None."""
     total = 0
@@ -125,6 +132,12 @@ class StreamClient:
     ``api_url`` defaults to the real Stream API. Use as ``async with``; it owns
     one HTTP session. The token is kept as a :class:`Secret`: it is never in
     a ``repr``, a log line, an exception message or a report.
+
+    ``pacer_factory`` makes the pacer that spaces a stream's uploads; it is
+    called once per stream (again when a push asks for another rate), and
+    its pacer is shared by every push to that stream through this client.
+    The default is an in-process :class:`~bulkpush.transport.Pacer`; the
+    worker passes one whose schedule is shared by every worker of a queue.
     """
 
     def __init__(
@@ -134,6 +147,7 @@ class StreamClient:
         api_url: str = DEFAULT_API_URL,
         transport_options: TransportOptions | None = None,
         retry: RetryPolicy | None = None,
+        pacer_factory: PacerFactory | None = None,
     ) -> None:
         if not token:
             raise ConfigError("a Stream API token is required (--token or BULKPUSH_TOKEN)")
@@ -147,6 +161,7 @@ class StreamClient:
         # One pacer per stream for the life of the client: two pushes to the
         # same stream share its 30/s.
         self._pacers: dict[str, Pacer] = {}
+        self._pacer_factory = pacer_factory or _local_pacer
 
     def __repr__(self) -> str:
         return f"StreamClient(api_url={self.api_url!r}, {self._transport!r})"
@@ -217,7 +232,9 @@ class StreamClient:
         """Push a catalog to ``stream``; return the final report.
 
         ``sources``: a path (``.gz``/``.zst`` too, ``"-"`` for stdin), a binary
-        file object, an iterable of dicts or NDJSON lines, or a list of these.
+        file object, a :class:`~bulkpush.sources.FileRange` (lines of a byte
+        range of a plain NDJSON file), an iterable of dicts or NDJSON lines,
+        or a list of these.
         Raises :class:`AuthError` before reading when the token is refused,
         :class:`NotFound` when the stream does not exist,
         :class:`CatalogTooSmall` for a referenced stream and a catalog under
@@ -246,9 +263,18 @@ class StreamClient:
         stream: str,
         options: PushOptions | None = None,
         progress: Progress | None = None,
+        on_record: RecordHook | None = None,
     ) -> Pipeline:
-        """The prepared run (preflight done), for callers that want its report as it grows."""
-        return await self._pipeline(sources, stream=stream, options=options, progress=progress)
+        """The prepared run (preflight done), for callers that drive it themselves.
+
+        Raises what :meth:`push` raises before reading. ``on_record``: see
+        :class:`~bulkpush.pipeline.Pipeline` (called with every record read,
+        in the reader thread). Iterate :meth:`Pipeline.events` to run it;
+        :meth:`Pipeline.stop_reading` ends it early, cleanly.
+        """
+        return await self._pipeline(
+            sources, stream=stream, options=options, progress=progress, on_record=on_record
+        )
 
     async def _pipeline(
         self,
@@ -257,13 +283,14 @@ class StreamClient:
         stream: str,
         options: PushOptions | None,
         progress: Progress | None,
+        on_record: RecordHook | None = None,
     ) -> Pipeline:
         opts = options or PushOptions()
         srcs: list[Source]
-        if isinstance(sources, str | os.PathLike) or hasattr(sources, "read"):
+        if isinstance(sources, str | os.PathLike | FileRange) or hasattr(sources, "read"):
             srcs = [sources]  # type: ignore[list-item]
         elif isinstance(sources, list | tuple) and all(
-            isinstance(s, str | os.PathLike) or hasattr(s, "read") for s in sources
+            isinstance(s, str | os.PathLike | FileRange) or hasattr(s, "read") for s in sources
         ):
             srcs = list(sources)
         else:
@@ -323,7 +350,7 @@ class StreamClient:
         pacer = self._pacers.get(stream)
         rate = opts.rate if opts.rate is not None else STREAM_API.products_rate_per_s * RATE_SAFETY
         if pacer is None or pacer.rate != rate:
-            pacer = self._pacers[stream] = Pacer(rate)
+            pacer = self._pacers[stream] = self._pacer_factory(stream, rate)
         compression = opts.compression or CompressionOptions(
             codec="none" if stream_type == "referenced" else "gzip"
         )
@@ -355,4 +382,9 @@ class StreamClient:
             rejects_path=opts.rejects_path,
             progress=progress,
             total_bytes=total,
+            on_record=on_record,
         )
+
+
+def _local_pacer(stream: str, rate: float) -> Pacer:
+    return Pacer(rate)

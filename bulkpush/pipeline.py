@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import IO, Any, Protocol
@@ -37,7 +38,7 @@ from bulkpush.errors import BulkpushError, RunStopped, SourceError
 from bulkpush.progress import Progress, make_progress
 from bulkpush.records import Chunk, Outcome, Record, Rejection
 from bulkpush.report import RejectsWriter, Report
-from bulkpush.sources import Format, iter_objects, iter_records
+from bulkpush.sources import FileRange, Format, iter_objects, iter_records
 from bulkpush.transport import ByteBudget
 from bulkpush.validation import Validator
 
@@ -46,12 +47,14 @@ __all__ = [
     "Event",
     "Pipeline",
     "PipelineSettings",
+    "RecordHook",
     "Sender",
     "Source",
 ]
 
-Source = str | os.PathLike[str] | IO[bytes] | Iterable[Mapping[str, Any] | bytes | str]
+Source = str | os.PathLike[str] | IO[bytes] | FileRange | Iterable[Mapping[str, Any] | bytes | str]
 Event = Outcome | Rejection
+RecordHook = Callable[[Record], None]
 
 # How many records one trip to the reader thread handles at most before it
 # reports back (keeps progress and client rejections flowing on bad files).
@@ -113,10 +116,18 @@ class _Reader:
     """The sequential part, run in a worker thread one step at a time.
 
     ``fed - cut`` records sit in the chunker, read but not yet in a chunk.
+    ``stop_requested`` (set from the event loop) ends reading at the next
+    step; ``stopped_early`` says it did before the sources were exhausted.
     """
 
     def __init__(
-        self, sources: Iterable[Source], settings: PipelineSettings, validator: Validator
+        self,
+        sources: Iterable[Source],
+        settings: PipelineSettings,
+        validator: Validator,
+        *,
+        on_record: RecordHook | None = None,
+        stop_requested: threading.Event | None = None,
     ) -> None:
         self.settings = settings
         self.validator = validator
@@ -127,13 +138,19 @@ class _Reader:
             target_bytes=settings.target_bytes,
             body_format=settings.body_format,
         )
-        self.items = self._items(sources)
+        items = self._items(sources)
+        # Only a run that asked for the hook pays for the extra generator.
+        self.items = items if on_record is None else _observed(items, on_record)
+        self.stop_requested = stop_requested or threading.Event()
+        self.stopped_early = False
         self.fed = 0
         self.cut = 0
 
     def _items(self, sources: Iterable[Source]) -> Iterator[Record | Rejection]:
         for src in sources:
-            if isinstance(src, str | os.PathLike) or hasattr(src, "read"):
+            if isinstance(src, FileRange):
+                yield from src.records(format=self.settings.format)
+            elif isinstance(src, str | os.PathLike) or hasattr(src, "read"):
                 yield from iter_records(src, format=self.settings.format)  # type: ignore[arg-type]
             else:
                 yield from iter_objects(src)
@@ -148,6 +165,13 @@ class _Reader:
         validator = self.validator
         feed = self.chunker.feed
         try:
+            if self.stop_requested.is_set():
+                # Checked per step, not per record: the hot loop stays as it is,
+                # and at most one step (one chunk) is read after the request.
+                self.stopped_early = True
+                st.done = True
+                self._encode(st, self.chunker.flush())
+                return st
             for item in self.items:
                 st.read += 1
                 if isinstance(item, Rejection):
@@ -174,6 +198,14 @@ class _Reader:
         return st
 
 
+def _observed(
+    items: Iterator[Record | Rejection], on_record: RecordHook
+) -> Iterator[Record | Rejection]:
+    for item in items:
+        on_record(item if isinstance(item, Record) else item.record)
+        yield item
+
+
 class Pipeline:
     """One push run: reads ``sources`` and delivers every chunk through ``sender``.
 
@@ -181,6 +213,14 @@ class Pipeline:
     and each client-side :class:`Rejection` as they happen) or :meth:`run`
     for the final :class:`Report`. Either raises :class:`RunStopped` (with
     the report attached) when the run stopped before every record was sent.
+
+    ``on_record``, when given, is called with every record read, in read
+    order, before it is validated — also with the record of a
+    :class:`Rejection` the source itself made (a broken CSV row) — so the
+    same :class:`Record` objects later arrive in the events. It runs in the
+    reader thread: keep it short and thread-safe; an exception from it ends
+    the run like a stage's error. :meth:`stop_reading` ends a run early but
+    cleanly (a graceful drain).
     """
 
     def __init__(
@@ -195,6 +235,7 @@ class Pipeline:
         rejects_path: str | os.PathLike[str] | None = None,
         progress: Progress | None = None,
         total_bytes: int | None = None,
+        on_record: RecordHook | None = None,
     ) -> None:
         self.sources = sources
         self.sender = sender
@@ -205,10 +246,30 @@ class Pipeline:
         self.rejects_path = rejects_path
         self.progress = progress or make_progress(enabled=False)
         self.total_bytes = total_bytes
+        self.on_record = on_record
         self.stop_cause: BulkpushError | None = None
+        self._stop_reading = threading.Event()
+        self._reader: _Reader | None = None
 
     def __repr__(self) -> str:
         return f"Pipeline(read={self.report.read}, stopped={self.stop_cause is not None})"
+
+    def stop_reading(self) -> None:
+        """Read no further: what was read is still chunked, sent and accounted.
+
+        The run then ends normally (no :class:`RunStopped`): every record read
+        is ``accepted`` or ``rejected``, and nothing is counted ``not_sent``
+        for the rest of the sources, which were never read. Reading stops at
+        the end of the reader's current step, so at most about one more
+        chunk is read. Safe to call at any time, more than once, before the
+        run starts too; see :attr:`reading_stopped`.
+        """
+        self._stop_reading.set()
+
+    @property
+    def reading_stopped(self) -> bool:
+        """True when :meth:`stop_reading` ended reading before the sources were exhausted."""
+        return self._reader is not None and self._reader.stopped_early
 
     async def run(self) -> Report:
         async for _ in self.events():
@@ -266,7 +327,13 @@ class Pipeline:
         settings = self.settings
         report = self.report
         progress = self.progress
-        reader = _Reader(self.sources, settings, self.validator)
+        reader = self._reader = _Reader(
+            self.sources,
+            settings,
+            self.validator,
+            on_record=self.on_record,
+            stop_requested=self._stop_reading,
+        )
         Item = tuple[int, Chunk, bytes]
         encoded: asyncio.Queue[Item | None] = asyncio.Queue(settings.queue_chunks)
         ready: asyncio.Queue[Item | None] = asyncio.Queue(settings.queue_chunks)

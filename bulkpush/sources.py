@@ -62,6 +62,7 @@ import os
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import IO, Any, BinaryIO, Literal, cast
 
 import ijson
@@ -84,6 +85,7 @@ __all__ = [
     "MSG_CSV_ROW_TOO_LARGE",
     "MSG_JSON_BROKEN",
     "MSG_UNENCODABLE",
+    "FileRange",
     "Format",
     "detect_format",
     "iter_objects",
@@ -730,6 +732,35 @@ def _iter_range(
     yield from _ndjson(
         _safe_reader(f, source), prefix, source, line_no=first_line, offset=pos, end=end
     )
+
+
+@dataclass(frozen=True, slots=True)
+class FileRange:
+    """A source that is a byte range of a plain NDJSON file: the lines whose first byte is in it.
+
+    ``[start, end)`` in bytes (``end`` None: to the end of the file);
+    ``first_line`` is the line number of the first line that starts at or
+    after ``start``. Records carry their place in the whole file (offsets
+    and line numbers), so ranges from :func:`split_ranges` partition a
+    file's records exactly, and a range may start anywhere: at a
+    checkpoint ``offset + 1`` after a record, reading resumes at the next
+    line. Read with :func:`iter_records` (see there for what is raised).
+    """
+
+    path: str
+    start: int = 0
+    end: int | None = None
+    first_line: int = 1
+
+    def records(self, *, format: Format | None = None) -> Iterator[Record | Rejection]:
+        """The range's records, as :func:`iter_records` reads them."""
+        return iter_records(
+            self.path,
+            format=format,
+            start_offset=self.start,
+            end_offset=self.end,
+            first_line=self.first_line,
+        )
 
 
 def split_ranges(path: str | os.PathLike[str], parts: int) -> list[tuple[int, int, int]]:
