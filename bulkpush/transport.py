@@ -168,10 +168,20 @@ class Pacer:
     limiter implements the same two calls.
     """
 
+    # After a 429 despite the pacing (jitter bunched two requests into one of
+    # the API's windows) the rate drops by SLOW_DOWN, to at most FLOOR of the
+    # rate asked for; each answered request wins back RECOVER of it, about 1 %
+    # per 1,000 requests, so a single 429 costs little and a noisy network
+    # settles where its jitter fits.
+    SLOW_DOWN = 0.99
+    FLOOR = 0.90
+    RECOVER = 0.00001
+
     def __init__(self, rate: float | None, *, clock: Callable[[], float] = time.monotonic) -> None:
         if rate is not None and rate <= 0:
             raise ConfigError(f"rate must be positive, got {rate}")
         self.rate = rate
+        self.target_rate = rate
         self._interval = 1.0 / rate if rate else 0.0
         self._next = 0.0
         self._clock = clock
@@ -197,6 +207,21 @@ class Pacer:
         """No slot before monotonic time ``when``."""
         self._next = max(self._next, when)
 
+    def _set_rate(self, rate: float) -> None:
+        self.rate = rate
+        self._interval = 1.0 / rate
+
+    def throttled(self) -> None:
+        """A request was answered 429 although paced: run a little slower."""
+        if self.rate is not None and self.target_rate is not None:
+            self._set_rate(max(self.rate * self.SLOW_DOWN, self.target_rate * self.FLOOR))
+
+    def answered(self) -> None:
+        """A request was answered (not 429): win back a little of any slow-down."""
+        rate, target = self.rate, self.target_rate
+        if rate is not None and target is not None and rate < target:
+            self._set_rate(min(target, rate + target * self.RECOVER))
+
 
 class AdaptiveLimit:
     """An AIMD concurrency limit.
@@ -205,6 +230,9 @@ class AdaptiveLimit:
     slot was busy (the limit, not the rate, held requests back), the limit
     grows by one; on back-pressure it halves (never below 1, at most once per
     ``cooldown_s`` so one burst of failures does not collapse it to 1).
+    ``parked`` counts slots held by requests waiting for their rate slot
+    (the caller keeps it): while any is, the rate holds requests back, not
+    the limit, so the limit does not grow.
     """
 
     def __init__(
@@ -214,6 +242,7 @@ class AdaptiveLimit:
         self.maximum = max(self.limit, options.maximum)
         self.in_flight = 0
         self.waiting = 0
+        self.parked = 0
         self._cond = asyncio.Condition()
         self._clock = clock
         self._last_decrease = -1e9
@@ -233,7 +262,7 @@ class AdaptiveLimit:
 
     async def release(self, *, ok: bool, backpressure: bool = False) -> None:
         async with self._cond:
-            saturated = self.in_flight >= self.limit and self.waiting > 0
+            saturated = self.in_flight >= self.limit and self.waiting > 0 and not self.parked
             self.in_flight -= 1
             if backpressure:
                 now = self._clock()

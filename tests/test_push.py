@@ -37,7 +37,7 @@ from bulkpush.progress import LiveProgress
 from bulkpush.records import Outcome, Rejection
 from bulkpush.report import Report
 from bulkpush.samples import iter_products, write_catalog
-from bulkpush.transport import ConcurrencyOptions, RetryPolicy
+from bulkpush.transport import ConcurrencyOptions, Pacer, RetryPolicy
 from bulkpush.validation import ValidationOptions
 
 TOKEN = "test-token-S3CR3T-value"
@@ -246,6 +246,25 @@ async def test_faults_lose_nothing(
     assert report.retries > 0 or report.throttled > 0
     counters = emu.counters(sid)
     assert report.throttled == counters.get("throttled", 0)
+
+
+async def test_a_429_slows_the_stream_pacer_down(emu_factory: EmulatorFactory) -> None:
+    emu = await emu_factory()
+    sid = emu.create_stream("slowed", "chunked")
+    products = list(iter_products(400, seed=5, size="small"))
+    opts = PushOptions(max_products_per_request=50, retry=fast_retry())
+    async with StreamClient(token=TOKEN, api_url=emu.url) as client:
+        pipeline = await client.open_push(products, stream=sid, options=opts)
+        async for event in pipeline.events():
+            if isinstance(event, Outcome) and event.chunk.seq == 0:
+                emu.set_faults(sid, Faults(throttle_storm_s=0.3))
+        pacer = client._pacers[sid]
+    assert pipeline.report.accepted == 400
+    assert pipeline.report.throttled > 0
+    # Paced requests answered 429 mean jitter bunched them: the pacer now runs
+    # slower than it was asked to, and not below its floor.
+    assert pacer.target_rate is not None and pacer.rate is not None
+    assert pacer.target_rate * Pacer.FLOOR <= pacer.rate < pacer.target_rate
 
 
 async def test_zero_429_at_the_exact_limits(emu_factory: EmulatorFactory) -> None:

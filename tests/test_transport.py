@@ -83,6 +83,30 @@ def test_pacer_after_idle_does_not_bank_slots() -> None:
     assert waits == pytest.approx([0.0, 1 / 30, 2 / 30])
 
 
+def test_pacer_slows_down_after_429_and_wins_it_back() -> None:
+    clock = FakeClock()
+    pacer = Pacer(30.0, clock=clock)
+    pacer.throttled()
+    assert pacer.rate == pytest.approx(29.7)
+    assert pacer.reserve() == 0.0
+    assert pacer.reserve() == pytest.approx(1 / 29.7)
+    # Never below 90 % of the rate asked for, however many 429s.
+    for _ in range(100):
+        pacer.throttled()
+    assert pacer.rate == pytest.approx(27.0)
+    # Answers win it back slowly (about 1 % of the rate per 1,000), never past it.
+    for _ in range(1000):
+        pacer.answered()
+    assert pacer.rate == pytest.approx(27.3)
+    for _ in range(20_000):
+        pacer.answered()
+    assert pacer.rate == 30.0
+    unlimited = Pacer(None, clock=clock)
+    unlimited.throttled()
+    unlimited.answered()
+    assert unlimited.rate is None and unlimited.reserve() == 0.0
+
+
 def test_backoff_is_full_jitter_and_capped() -> None:
     rng = random.Random(1)
     for attempt in range(1, 20):
