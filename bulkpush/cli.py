@@ -188,7 +188,7 @@ def _api_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 @click.option(
     "--rate",
     type=float,
-    help="Requests per second on /products (default: 98% of the published 30/s).",
+    help="Requests per second on /products (default: 97.5% of the published 30/s).",
 )
 @click.option(
     "--pinpoint-rejects",
