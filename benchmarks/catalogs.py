@@ -12,7 +12,10 @@ leaves a half-written catalog behind, and two runs may share the cache.
 
 from __future__ import annotations
 
+import argparse
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Literal
 
@@ -38,11 +41,27 @@ def catalog(n: int, kind: Kind = "regular", *, seed: int = SEED) -> Path:
         return path
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        write_catalog(tmp, n, seed=seed, size=kind)
+        # In a child process: generating takes ~100 MB that the suite's own process
+        # should not keep (a child's ru_maxrss starts from its parent's peak).
+        subprocess.run(
+            [sys.executable, "-m", "benchmarks.catalogs", str(tmp), str(n), kind, str(seed)],
+            check=True,
+            cwd=DEFAULT_CACHE.parent.parent,
+        )
         tmp.replace(path)
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Write one catalog (what catalog() runs).")
+    parser.add_argument("path")
+    parser.add_argument("n", type=int)
+    parser.add_argument("kind", choices=["regular", "small"])
+    parser.add_argument("seed", type=int)
+    args = parser.parse_args(argv)
+    write_catalog(args.path, args.n, seed=args.seed, size=args.kind)
 
 
 def describe(path: Path) -> dict[str, float | int | str]:
@@ -55,3 +74,7 @@ def describe(path: Path) -> dict[str, float | int | str]:
         "mb": round(size / 1e6, 3),
         "mean_product_bytes": round(size / int(n) - 1, 1),
     }
+
+
+if __name__ == "__main__":
+    main()

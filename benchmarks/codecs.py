@@ -3,12 +3,15 @@
     python -m benchmarks.codecs --catalog PATH [--products 10000] [--min-seconds 0.3]
 
 The body is the first ``--products`` lines of the catalog, exactly as the
-pipeline sends them (NDJSON, one product a line). Each codec and level
-compresses it repeatedly for at least ``--min-seconds``, ``--repeats``
-times (5); the best is kept (the least disturbed by the rest of the machine).
+pipeline sends them (NDJSON, one product a line). In each of ``--repeats``
+rounds (5) every codec and level compresses it repeatedly for at least
+``--min-seconds``; the best round is kept (the least disturbed by the rest of
+the machine).
+
 ``MB/s`` is input megabytes (10**6 bytes) per second on one thread;
 ``ratio`` is input / output. ``threads2`` is the aggregate speed of two
-threads compressing at once (both backends release the GIL). Every output
+threads compressing at once (near twice one thread's when the codec
+releases the GIL and a second core is free). Every output
 is checked to decompress back to the body.
 """
 
@@ -46,20 +49,16 @@ def _codecs() -> list[tuple[str, int, Callable[[bytes], bytes]]]:
     return out
 
 
-def _speed(fn: Callable[[bytes], bytes], body: bytes, min_seconds: float, repeats: int) -> float:
-    """Best of ``repeats``: seconds per call, each timing repeating it for ``min_seconds``."""
-    best = float("inf")
-    for _ in range(repeats):
-        calls = 0
-        t = time.perf_counter()
-        while True:
-            fn(body)
-            calls += 1
-            elapsed = time.perf_counter() - t
-            if elapsed >= min_seconds:
-                break
-        best = min(best, elapsed / calls)
-    return best
+def _timing(fn: Callable[[bytes], bytes], body: bytes, min_seconds: float) -> float:
+    """Seconds per call, repeating the call for at least ``min_seconds``."""
+    calls = 0
+    t = time.perf_counter()
+    while True:
+        fn(body)
+        calls += 1
+        elapsed = time.perf_counter() - t
+        if elapsed >= min_seconds:
+            return elapsed / calls
 
 
 def _two_threads(fn: Callable[[bytes], bytes], body: bytes, calls: int) -> float:
@@ -79,33 +78,39 @@ def _two_threads(fn: Callable[[bytes], bytes], body: bytes, calls: int) -> float
 
 
 def measure(body: bytes, min_seconds: float, repeats: int) -> dict[str, Any]:
-    default = CompressionOptions()
-    default_out = compress(body, default)
-    rows = []
-    by_key: dict[tuple[str, int], Callable[[bytes], bytes]] = {}
-    for name, level, fn in _codecs():
+    default_out = compress(body, CompressionOptions())
+    codecs = _codecs()
+    outputs = {}
+    for name, level, fn in codecs:
         out = fn(body)
         if zlib.decompress(out, GZIP_WBITS) != body:
             raise SystemExit(f"{name} {level}: the output does not decompress to the body")
-        seconds = _speed(fn, body, min_seconds, repeats)
-        by_key[(name, level)] = fn
+        outputs[(name, level)] = out
+    # Rounds over every codec, best of the rounds: a burst of load from elsewhere on
+    # the machine slows one round of all codecs rather than every timing of one.
+    best = {(name, level): float("inf") for name, level, _ in codecs}
+    threads2: dict[str, float] = {}
+    for _ in range(repeats):
+        for name, level, fn in codecs:
+            best[(name, level)] = min(best[(name, level)], _timing(fn, body, min_seconds))
+        for name, level, fn in codecs:
+            if (name, level) in (("isal", 1), ("zlib", 1)):
+                calls = max(2, int(min_seconds / best[(name, level)]))
+                key = f"{name} {level}"
+                threads2[key] = max(threads2.get(key, 0.0), _two_threads(fn, body, calls))
+    rows = []
+    for name, level, _ in codecs:
+        out = outputs[(name, level)]
         rows.append(
             {
                 "codec": name,
                 "level": level,
-                "mb_per_s": len(body) / 1e6 / seconds,
+                "mb_per_s": len(body) / 1e6 / best[(name, level)],
                 "ratio": len(body) / len(out),
                 "out_bytes": len(out),
                 "default": out == default_out and name == BACKEND,
             }
         )
-    threads2 = {}
-    for key in (("isal", 1), ("zlib", 1)):
-        fn = by_key.get(key)
-        if fn is not None:
-            row = next(r for r in rows if (r["codec"], r["level"]) == key)
-            calls = max(2, int(row["mb_per_s"] * min_seconds * 4 * 1e6 / len(body)))
-            threads2[f"{key[0]} {key[1]}"] = _two_threads(fn, body, calls)
     default_row = next((r for r in rows if r["default"]), None)
     return {
         "backend": BACKEND,

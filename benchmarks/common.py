@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import statistics
@@ -19,6 +20,7 @@ API_CEILING_PRODUCTS_PER_S = 300_000  # 30 requests/s x 10,000 products per requ
 PUBLISHED_RATE = 30.0
 LIFTED_RATE = 1e6  # what bulkpush is told when the server has no limit
 CHILD_TIMEOUT_S = 600.0
+ROOT = Path(__file__).resolve().parent.parent  # children run here, so ``benchmarks`` imports
 
 
 class ChildFailed(RuntimeError):
@@ -26,7 +28,7 @@ class ChildFailed(RuntimeError):
 
 
 def run_child(
-    args: Sequence[str], *, timeout: float = CHILD_TIMEOUT_S, cwd: Path | None = None
+    args: Sequence[str], *, timeout: float = CHILD_TIMEOUT_S, cwd: Path = ROOT
 ) -> dict[str, Any]:
     """Run ``python args...`` in a fresh process; return the JSON object on its last line."""
     cmd = [sys.executable, *args]
@@ -55,6 +57,11 @@ def spread(values: Sequence[float]) -> list[float]:
 
 def ratio(a: float, b: float) -> float | None:
     return a / b if b else None
+
+
+def pct_floor(share: float) -> str:
+    """A share as a percentage rounded down to 0.1, so 89.99% never shows as a met 90.0%."""
+    return f"{math.floor(share * 1000 + 1e-9) / 10:.1f}%"
 
 
 def process_cpu_s(pid: int | None) -> float | None:
@@ -187,6 +194,7 @@ class Context:
     out: Path
     profile: bool
     log: Callable[[str], None]
+    runs_given: bool = False
     started: float = field(default_factory=time.monotonic)
 
     def elapsed(self) -> float:

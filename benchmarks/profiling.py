@@ -4,7 +4,9 @@
 (every thread, native frames off, idle samples left out), keeps the
 collapsed stacks in ``path`` and returns a summary: where the samples are by
 leaf function (self time), by bulkpush module anywhere on the stack
-(inclusive), and how many threads were busy on average. py-spy samples every
+(inclusive), by thread, and how many threads were busy on average. Shares
+are of all samples; samples of a thread waiting (a pool thread on its
+queue, the event loop in ``select``) are counted apart as waiting. py-spy samples every
 thread, so the reader thread and the compression pool are seen as well as
 the event loop (pyinstrument would see the main thread only).
 """
@@ -47,25 +49,51 @@ def _frame(text: str) -> tuple[str, str]:
     return m.group("func"), _short(m.group("file"))
 
 
+# Leaves where a thread waits rather than works (py-spy's idle detection misses
+# these: a pool thread blocked on its queue, the event loop in select).
+_WAITS = {
+    ("_worker", "concurrent/futures/thread.py"),
+    ("EpollSelector.select", "selectors.py"),
+    ("Condition.wait", "threading.py"),
+    ("Event.wait", "threading.py"),
+    ("Thread._wait_for_tstate_lock", "threading.py"),
+}
+_THREAD = re.compile(r"^thread \(\d+\)(?:: (?P<name>.*))?$")
+
+
+def _thread_group(frame: str) -> str:
+    m = _THREAD.match(frame)
+    name = (m.group("name") if m else None) or "unnamed"
+    return re.sub(r"_\d+$", "", name)  # pool threads: "bulkpush-gzip_0" -> "bulkpush-gzip"
+
+
 def summarise(collapsed: str, seconds: float, top: int = 15) -> dict[str, Any]:
     """Self and inclusive shares of the samples in a collapsed-stacks profile."""
     total = 0
+    waiting = 0
     leaf: Counter[str] = Counter()
     modules: Counter[str] = Counter()
     threads: Counter[str] = Counter()
+    threads_busy: Counter[str] = Counter()
     for line in collapsed.splitlines():
         stack, _, count_text = line.rpartition(" ")
         if not stack or not count_text.isdigit():
             continue
         count = int(count_text)
         frames = stack.split(";")
+        group = "unnamed"
         if frames and frames[0].startswith("thread ("):
-            threads[frames[0]] += count
+            group = _thread_group(frames[0])
             frames = frames[1:]
         if not frames:
             continue
         total += count
+        threads[group] += count
         func, file = _frame(frames[-1])
+        if (func, file.split(":")[0]) in _WAITS:
+            waiting += count
+            continue
+        threads_busy[group] += count
         leaf[f"{func} ({file})"] += count
         seen = set()
         for text in frames:
@@ -75,12 +103,17 @@ def summarise(collapsed: str, seconds: float, top: int = 15) -> dict[str, Any]:
                 modules[file] += count
     if not total:
         return {"samples": 0}
+    busy = total - waiting
     return {
         "samples": total,
         "rate_hz": RATE_HZ,
         "seconds": seconds,
-        "busy_threads_mean": total / (RATE_HZ * seconds) if seconds > 0 else None,
-        "threads_seen": len(threads),
+        "waiting_share": waiting / total,
+        "busy_threads_mean": busy / (RATE_HZ * seconds) if seconds > 0 else None,
+        "threads": [
+            [name, count / total, threads_busy[name] / total]
+            for name, count in threads.most_common()
+        ],
         "top_self": [[name, count / total] for name, count in leaf.most_common(top)],
         "bulkpush_modules_inclusive": [[m, c / total] for m, c in modules.most_common()],
     }
@@ -96,7 +129,14 @@ def profile_child(args: Sequence[str], path: Path, *, timeout: float = 300) -> d
         "--output", str(path), "--", sys.executable, *args,
     ]  # fmt: skip
     t = time.monotonic()
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+    proc = subprocess.run(
+        cmd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
     seconds = time.monotonic() - t
     if proc.returncode != 0 or not path.exists():
         return {"skipped": f"py-spy failed ({proc.returncode}): {proc.stderr[-500:]}"}

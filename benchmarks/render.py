@@ -206,16 +206,29 @@ def _throughput(entry: dict[str, Any]) -> list[str]:
     profile = f.get("profile")
     if profile and profile.get("samples"):
         lines += [
-            f"Profile of one end-to-end run (validation full), py-spy, every thread, "
-            f"{profile['samples']:,} samples at {profile['rate_hz']} Hz, "
-            f"{_n(profile.get('busy_threads_mean'), 2)} threads busy on average over the "
-            f"process's life; stacks in `results/{profile['file']}`.",
-            "",
-            "Where the samples are (leaf function, self time):",
+            f"Profile of one extra end-to-end run (validation full, not counted above), "
+            f"py-spy, every thread, {profile['samples']:,} samples at {profile['rate_hz']} Hz "
+            f"over the process's life (start-up included): "
+            f"{_n(profile.get('busy_threads_mean'), 2)} threads busy on average; "
+            f"{_pct(profile.get('waiting_share'))} of the samples are threads waiting (a pool "
+            f"thread on its queue, the event loop in select). Stacks: "
+            f"`results/{profile['file']}`.",
             "",
         ]
+        if profile.get("threads"):
+            lines += _table(
+                ["thread", "share of samples", "working"],
+                [[f"`{name}`", _pct(all_), _pct(busy)] for name, all_, busy in profile["threads"]],
+            )
+            lines += [
+                "(`asyncio`: the default executor, where the pipeline's reader runs "
+                "(read, validate, chunk, encode); `bulkpush-gzip`: the compression pool; "
+                "`MainThread`: the event loop.)",
+                "",
+            ]
+        lines += ["Where the working samples are (leaf function, self time):", ""]
         lines += _table(
-            ["function", "share"],
+            ["function", "share of samples"],
             [[f"`{name}`", _pct(share)] for name, share in profile["top_self"][:12]],
         )
         lines += ["bulkpush modules on the stack (inclusive):", ""]
@@ -264,6 +277,15 @@ def _peers(entry: dict[str, Any]) -> list[str]:
             ],
             rows,
         )
+        own = setting["clients"].get("bulkpush", {})
+        if own.get("req_per_s_after_1s"):
+            lines += [
+                f"bulkpush's uploads as the server logged them: "
+                f"{own['req_per_s_after_1s']:.1f} req/s after its first second "
+                f"({own['req_per_s_after_1s'] * entry['settings']['chunk_products']:,.0f} "
+                "products/s), against the run's average above (which includes the ramp-up).",
+                "",
+            ]
     return lines
 
 
@@ -305,11 +327,16 @@ def _compression(entry: dict[str, Any]) -> list[str]:
         rows,
     )
     threads = f.get("threads2_mb_per_s") or {}
+    one = {f"{r['codec']} {r['level']}": r["mb_per_s"] for r in f.get("rows", [])}
     if threads:
         lines += [
-            "Two threads compressing at once (both backends release the GIL): "
-            + ", ".join(f"{k} {v:,.0f} MB/s" for k, v in threads.items())
-            + f". The API ceiling is {f['api_ceiling_mb_per_s']:.0f} MB/s of this catalog.",
+            "Two threads compressing at once, aggregate: "
+            + ", ".join(
+                f"{k} {v:,.0f} MB/s ({_x(v / one[k]) if one.get(k) else '–'} one thread)"
+                for k, v in threads.items()
+            )
+            + " (near 2x when the codec releases the GIL and a second core is free). "
+            f"The API ceiling is {f['api_ceiling_mb_per_s']:.0f} MB/s of this catalog.",
             "",
         ]
     return lines

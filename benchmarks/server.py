@@ -40,6 +40,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -246,6 +247,7 @@ class BenchServer:
             stderr=subprocess.PIPE,
             text=True,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            cwd=Path(__file__).resolve().parent.parent,
         )
         self._proc = proc
         assert proc.stdout is not None and proc.stderr is not None

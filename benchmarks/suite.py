@@ -8,7 +8,10 @@ Scenarios, in order: ``rate``, ``throughput``, ``peers``, ``memory``,
 runs in its own process (``benchmarks.server``) and every client run in a
 fresh one; each figure is the median of ``--runs`` runs (3, or 1 with
 ``--quick``, which also uses smaller catalogs and finishes in under 2
-minutes).
+minutes; without ``--runs`` the full throughput scenario makes 5, the most
+load-sensitive figure, and the 10M-product memory run is made once). A full
+run also profiles one end-to-end throughput run with py-spy
+(``--no-profile`` skips it).
 
 Results: ``DIR/latest.json`` (``DIR/quick.json`` with ``--quick``), DIR
 being ``benchmarks/results`` unless ``--out`` says, and the readable report
@@ -81,6 +84,16 @@ def _write_atomic(path: Path, text: str) -> None:
     tmp.replace(path)
 
 
+def _peak_rss_mb() -> float | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
 def _log(message: str) -> None:
     print(message, flush=True)
 
@@ -104,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         out=out,
         profile=not args.quick and not args.no_profile,
         log=_log,
+        runs_given=args.runs is not None,
     )
     data: dict[str, Any] = {}
     if args.only and json_path.exists():
@@ -146,7 +160,8 @@ def main(argv: list[str] | None = None) -> int:
                 "started_at": started.isoformat(timespec="seconds"),
                 "duration_s": ctx.elapsed(),
                 "scenarios_run": args.names,
-                "command": "python -m benchmarks " + " ".join(argv or sys.argv[1:]),
+                "command": " ".join(["python -m benchmarks", *(argv or sys.argv[1:])]),
+                "driver_peak_rss_mb": _peak_rss_mb(),
             },
             "machine": machine(),
             "scenarios": {n: scenarios[n] for n in SCENARIOS if n in scenarios},
