@@ -12,8 +12,9 @@ flight and those answered after the oldest one in flight — are sent twice
 (upserts by id: harmless).
 
 Stop with :meth:`Worker.stop`: the worker takes no new part, the part in
-hand stops reading at a line boundary, what was read is sent, the checkpoint
-is written and the part is given back to the queue.
+hand stops reading (:meth:`~bulkpush.pipeline.Pipeline.stop_reading`), what
+was read is sent, the checkpoint is written and the part is given back to
+the queue.
 """
 
 from __future__ import annotations
@@ -22,122 +23,45 @@ import asyncio
 import collections
 import contextlib
 import glob
-import io
 import logging
 import os
 from collections.abc import AsyncGenerator, AsyncIterator
-from dataclasses import dataclass
-from typing import IO, Any, cast
+from dataclasses import dataclass, field, replace
+from typing import Any, cast
 
-from bulkpush.client import PushOptions, StreamClient
-from bulkpush.errors import BulkpushError, QueueError, RunStopped, SourceError
+from bulkpush.client import PacerFactory, PushOptions, StreamClient
+from bulkpush.errors import BulkpushError, QueueError, RunStopped
 from bulkpush.limits import STREAM_API
-from bulkpush.pipeline import Event, Source
+from bulkpush.pipeline import Event, Pipeline, Source
 from bulkpush.records import Outcome, Record, Rejection
 from bulkpush.report import Report, merge_reports, redact, write_json_atomic
-from bulkpush.targets.productsup_stream import RATE_SAFETY
-from bulkpush.transport import TransportOptions
-from bulkpush.validation import Validator
+from bulkpush.sources import FileRange
+from bulkpush.transport import Pacer, TransportOptions
+from bulkpush.worker.limiter import SHARED_RATE_SAFETY
 from bulkpush.worker.metrics import Metrics
 from bulkpush.worker.queue import JobQueue, Lease, LeaseState, new_worker_id
 
-__all__ = ["RangeReader", "Watermark", "Worker", "merge_rejects"]
+__all__ = ["Watermark", "Worker", "merge_rejects"]
 
 log = logging.getLogger("bulkpush.worker")
-
-_BLOCK = 1 << 20
-
-
-class RangeReader(io.RawIOBase):
-    """The lines of a plain file whose first byte lies in ``[start, end)``, as a stream.
-
-    Reading starts at the first line that begins at or after ``start`` (its
-    offset is :attr:`base`), so a checkpoint anywhere inside a line resumes at
-    the next one. Every read returns whole lines, so :meth:`stop` ends the
-    stream at a line boundary: the reader sees a clean end of file.
-    ``name`` is the path (records carry it as their ``source``).
-    """
-
-    def __init__(self, path: str, start: int, end: int) -> None:
-        super().__init__()
-        self.name = path
-        try:
-            self._f: IO[bytes] = open(path, "rb")  # noqa: SIM115 - closed in close()
-            self.base = self._seek_line_start(start)
-        except OSError as exc:
-            detail = exc.strerror or str(exc)
-            raise SourceError(f"cannot read {path}: {detail}", source=path) from exc
-        self._pos = self.base
-        self._end = end
-        self.stopped = False
-
-    def _seek_line_start(self, start: int) -> int:
-        if start <= 0:
-            return 0
-        self._f.seek(start - 1)
-        pos = start - 1
-        while True:
-            block = self._f.read(_BLOCK)
-            if not block:
-                return pos
-            i = block.find(b"\n")
-            if i >= 0:
-                self._f.seek(pos + i + 1)
-                return pos + i + 1
-            pos += len(block)
-
-    def stop(self) -> None:
-        """End the stream after the lines already returned."""
-        self.stopped = True
-
-    def readable(self) -> bool:
-        return True
-
-    def read(self, size: int | None = -1) -> bytes:
-        if self.stopped or self._pos >= self._end:
-            return b""
-        want = self._end - self._pos if size is None or size < 0 else size
-        data = self._f.read(max(1, min(want, self._end - self._pos)))
-        if not data:
-            return b""
-        if self._pos + len(data) < self._end:
-            cut = data.rfind(b"\n")
-            if cut >= 0:
-                data = data[: cut + 1]
-            else:  # one line longer than the block: finish it
-                data += self._f.readline()
-        self._pos += len(data)
-        self._f.seek(self._pos)
-        return data
-
-    def readinto(self, buffer: Any) -> int:  # pragma: no cover - read() is what the reader uses
-        data = self.read(len(buffer))
-        memoryview(buffer).cast("B")[: len(data)] = data
-        return len(data)
-
-    def close(self) -> None:
-        self._f.close()
-        super().close()
 
 
 class Watermark:
     """The checkpoint of a part: every record before :attr:`offset` is accounted.
 
-    :meth:`seen` is called (from the reader thread) with each record in read
-    order, :meth:`account` (on the event loop) with each outcome and client
-    rejection. ``committed`` is the report of the records below the
-    watermark only. ``base``/``base_line`` shift records read from a
-    :class:`RangeReader` (offsets and lines relative to its start) to their
-    place in the file.
+    :meth:`seen` is called (from the reader thread, as the pipeline's
+    ``on_record`` hook) with each record in read order, :meth:`account` (on
+    the event loop) with each outcome and client rejection. Records are
+    matched by identity, not by offset: the events carry the very
+    :class:`Record` objects that were seen, and a JSON array's records all
+    have offset -1. ``committed`` is the report of the records below the
+    watermark only. After record ``r`` the watermark is ``r.offset + 1``,
+    line ``r.line + 1``: a range read from there starts at the next line.
     """
 
-    def __init__(
-        self, *, offset: int, line: int, base: int, base_line: int, committed: Report
-    ) -> None:
+    def __init__(self, *, offset: int, line: int, committed: Report) -> None:
         self.offset = offset
         self.line = line
-        self.base = base
-        self.base_line = base_line
         self.committed = committed
         self._read: collections.deque[Record] = collections.deque()
         self._done: set[int] = set()
@@ -146,30 +70,28 @@ class Watermark:
     def __repr__(self) -> str:
         return f"Watermark(offset={self.offset}, line={self.line}, open={len(self._read)})"
 
-    def seen(self, record: Record, source: str) -> None:
-        record.offset += self.base
-        record.line += self.base_line - 1
-        record.source = source
+    def seen(self, record: Record) -> None:
         self._read.append(record)
 
     def account(self, event: Event) -> bool:
         """Take one event; True when the watermark moved."""
+        # id() is a safe key: a record stays alive in _read until it is popped.
         if isinstance(event, Rejection):
-            key = event.record.offset
+            key = id(event.record)
             self._done.add(key)
         else:
             records = event.chunk.records
             if event.not_sent or not records:
                 return False  # not delivered: the watermark stays below it
-            key = records[-1].offset
-            self._done.update(r.offset for r in records)
+            key = id(records[-1])
+            self._done.update(map(id, records))
         self._pending.setdefault(key, []).append(event)
         moved = False
         read, done = self._read, self._done
-        while read and read[0].offset in done:
+        while read and id(read[0]) in done:
             r = read.popleft()
-            done.discard(r.offset)
-            for ev in self._pending.pop(r.offset, ()):
+            done.discard(id(r))
+            for ev in self._pending.pop(id(r), ()):
                 self._commit(ev)
             self.offset, self.line = r.offset + 1, r.line + 1
             moved = True
@@ -184,24 +106,6 @@ class Watermark:
             records = event.chunk.records
             report.add_read(len(records), sum(len(r.raw) + 1 for r in records))
             report.add_outcome(event)
-
-
-class _TrackingValidator(Validator):
-    """The push's own validator, telling the watermark of every record first.
-
-    A stopgap hook: the pipeline has no per-record callback, so the worker
-    swaps ``Pipeline.validator`` (called once per record, in read order).
-    """
-
-    def __init__(self, inner: Validator, watermark: Watermark, source: str) -> None:
-        super().__init__(inner.options)
-        self._inner = inner
-        self._watermark = watermark
-        self._source = source
-
-    def __call__(self, record: Record) -> Rejection | None:
-        self._watermark.seen(record, self._source)
-        return self._inner(record)
 
 
 def merge_rejects(path: str) -> int:
@@ -232,13 +136,22 @@ def merge_rejects(path: str) -> int:
 
 @dataclass(slots=True)
 class _Run:
-    """One part in hand."""
+    """One part in hand.
+
+    ``dirty``: the watermark moved (the keeper writes it); ``stop``: leave the
+    part (its lease is lost or its job cancelled, or the worker stops a
+    whole-file part); ``ended``: the part's pipeline is over, the keeper must
+    return (it is told, never cancelled: see :meth:`Worker._keep`).
+    """
 
     lease: Lease
     watermark: Watermark
     prior: dict[str, Any] | None
-    reader: RangeReader | None = None
+    pipeline: Pipeline | None = None
     state: LeaseState = "ok"
+    dirty: asyncio.Event = field(default_factory=asyncio.Event)
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+    ended: asyncio.Event = field(default_factory=asyncio.Event)
 
     def report(self) -> dict[str, Any]:
         current = self.watermark.committed.to_dict()
@@ -286,8 +199,8 @@ class Worker:
         """Take no new part; the part in hand stops reading, sends what it read, checkpoints."""
         self._stopping.set()
         run = self._current
-        if run is not None and run.reader is not None:
-            run.reader.stop()
+        if run is not None and run.pipeline is not None:
+            run.pipeline.stop_reading()
 
     async def run(self) -> None:
         """Lease and push parts until stopped."""
@@ -341,8 +254,6 @@ class Worker:
             watermark=Watermark(
                 offset=part.offset if ranged else 0,
                 line=part.line if ranged else 1,
-                base=0,
-                base_line=1,
                 committed=self._committed(lease),
             ),
             prior=prior,
@@ -354,6 +265,8 @@ class Worker:
         options = spec.options.push_options(
             stream_type=spec.target.stream_type, rejects_path=rejects
         )
+        if options.rate is None:
+            options = replace(options, rate=STREAM_API.products_rate_per_s * SHARED_RATE_SAFETY)
         try:
             outcome = await self._drive(run, token, options)
         except BulkpushError as exc:
@@ -390,20 +303,18 @@ class Worker:
         except OSError as exc:
             log.warning("worker %s: job %s: %s", self.id, lease.part.job_id, exc)
 
+    def _pacer_factory(self, api_url: str) -> PacerFactory:
+        def make(stream: str, rate: float) -> Pacer:
+            return self.queue.shared_pacer(f"{api_url}#{stream}", rate)
+
+        return make
+
     async def _drive(self, run: _Run, token: str, options: PushOptions) -> str:
         lease = run.lease
         part, target = lease.part, lease.spec.target
-        watermark = run.watermark
-        source: Source
+        source: Source = part.source
         if part.end is not None:
-            run.reader = RangeReader(part.source, part.offset, part.end)
-            watermark.base = run.reader.base
-            watermark.base_line = part.line
-            source = run.reader
-            if self._stopping.is_set():
-                run.reader.stop()
-        else:
-            source = part.source
+            source = FileRange(part.source, start=part.offset, end=part.end, first_line=part.line)
         client = StreamClient(
             token=token,
             api_url=target.api_url,
@@ -412,45 +323,39 @@ class Worker:
                 ca_bundle=target.ca_bundle,
                 integration=target.integration,
             ),
+            pacer_factory=self._pacer_factory(target.api_url),
         )
-        dirty = asyncio.Event()
-        stop = asyncio.Event()
-        try:
-            async with client:
-                rate = options.rate or STREAM_API.products_rate_per_s * RATE_SAFETY
-                # Stopgap until StreamClient takes a pacer factory: the client keeps
-                # this pacer because its rate matches the push's.
-                client._pacers[target.stream] = self.queue.shared_pacer(
-                    f"{target.api_url}#{target.stream}", rate
-                )
-                pipeline = await client.open_push(source, stream=target.stream, options=options)
-                # Stopgap until the pipeline offers a per-record hook.
-                pipeline.validator = _TrackingValidator(pipeline.validator, watermark, part.source)
-                keeper = asyncio.create_task(self._keep(run, dirty, stop))
-                try:
-                    events = cast(AsyncGenerator[Event, None], pipeline.events())
-                    async with contextlib.aclosing(events):
-                        await self._consume(run, events, dirty, stop)
-                finally:
-                    keeper.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await keeper
-        finally:
-            if run.reader is not None:
-                run.reader.close()
+        async with client:
+            pipeline = await client.open_push(
+                source, stream=target.stream, options=options, on_record=run.watermark.seen
+            )
+            run.pipeline = pipeline
+            if self._stopping.is_set():
+                pipeline.stop_reading()
+            keeper = asyncio.create_task(self._keep(run))
+            try:
+                events = cast(AsyncGenerator[Event, None], pipeline.events())
+                async with contextlib.aclosing(events):
+                    await self._consume(run, events)
+            finally:
+                run.ended.set()
+                # The cancel cuts a slow queue call short; when it is lost
+                # (see _keep), ``ended`` still makes the keeper return.
+                keeper.cancel()
+                await asyncio.wait([keeper])
+            if not keeper.cancelled() and (error := keeper.exception()) is not None:
+                raise error
         if run.state != "ok":
             if run.state == "cancelled":
                 await self.queue.release(lease)
             return run.state
-        if run.reader is not None and run.reader.stopped:
+        if pipeline.reading_stopped:
             return "released"
-        if part.end is None and self._stopping.is_set() and stop.is_set():
+        if part.end is None and self._stopping.is_set() and run.stop.is_set():
             return "released"
         return "done"
 
-    async def _consume(
-        self, run: _Run, events: AsyncIterator[Event], dirty: asyncio.Event, stop: asyncio.Event
-    ) -> None:
+    async def _consume(self, run: _Run, events: AsyncIterator[Event]) -> None:
         stream = run.lease.spec.target.stream
         whole_file = run.lease.part.end is None
         async for event in events:
@@ -459,35 +364,57 @@ class Worker:
             else:
                 self.metrics.rejected(stream)
             if run.watermark.account(event):
-                dirty.set()
-            if stop.is_set() or (whole_file and self._stopping.is_set()):
-                stop.set()
+                run.dirty.set()
+            if run.stop.is_set() or (whole_file and self._stopping.is_set()):
+                run.stop.set()
                 return
 
-    async def _keep(self, run: _Run, dirty: asyncio.Event, stop: asyncio.Event) -> None:
-        """Write the checkpoint whenever it moved; heartbeat when it did not."""
+    async def _keep(self, run: _Run) -> None:
+        """Write the checkpoint whenever it moved; heartbeat when it did not; end with the part.
+
+        The part's end cancels it *and* sets ``run.ended``, checked after
+        every queue call: a cancellation can be lost inside the queue client
+        (redis-py sends with ``asyncio.wait_for``, which on Python 3.11 drops
+        a cancel that lands as the send completes), and a keeper that lost
+        it used to heartbeat its finished part forever: the part stayed
+        ``running`` with every record accounted, and the job never ended.
+        A queue error is logged and retried at the next beat: the lease
+        outlives a short outage, and a lease lost meanwhile is reported by
+        the next call.
+        """
         lease, queue = run.lease, self.queue
         beat = max(0.05, queue.lease_ttl / 3)
         ranged = lease.part.end is not None
-        while True:
+        while not run.ended.is_set():
             try:
-                # asyncio.timeout, not wait_for: no inner task to lose a cancellation in.
                 async with asyncio.timeout(beat):
-                    await dirty.wait()
+                    await run.dirty.wait()
             except TimeoutError:
-                state = await queue.heartbeat(lease)
+                moved = False
             else:
-                dirty.clear()
-                if ranged:
+                if run.ended.is_set():
+                    return
+                run.dirty.clear()
+                moved = ranged
+            try:
+                if moved:
                     wm = run.watermark
                     state = await queue.checkpoint(
                         lease, offset=wm.offset, line=wm.line, report=run.report()
                     )
                 else:
                     state = await queue.heartbeat(lease)
+            except QueueError as exc:
+                log.warning("worker %s: part %s: queue failed: %s", self.id, lease.part.key, exc)
+                if moved:
+                    run.dirty.set()  # write it at the next try
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(beat):
+                        await run.ended.wait()
+                continue
             if state != "ok":
                 run.state = state
-                stop.set()
-                if run.reader is not None:
-                    run.reader.stop()
+                run.stop.set()
+                if run.pipeline is not None:
+                    run.pipeline.stop_reading()
                 return

@@ -167,12 +167,6 @@ async def run_cli(*args: str) -> tuple[int, bytes]:
     return proc.returncode or 0, out
 
 
-# Seen once in a fresh-clone run (redis): every product accepted and in the
-# store, yet one part stayed "running" with its checkpoint one line short of
-# its end, so the job never reached "done". Not yet understood (issue 5 stays
-# open for it); the test still runs, and still proves exactly-once delivery
-# whenever the job completes.
-@pytest.mark.xfail(strict=False, reason="a part can stay running after its last line (issue 5)")
 async def test_workers_share_a_million_products(
     queue: JobQueue, queue_url: str, spawn: Spawn, emulators: Any, million: Path, tmp_path: Path
 ) -> None:
@@ -243,16 +237,19 @@ async def test_sigterm_drains_checkpoints_and_exits(
     emu = await emulators(products_rate=None, other_rate=None)
     sid = emu.create_stream("drained")
     cat = write_catalog(tmp_path / "c.ndjson", 200_000)
-    job_id = await queue.submit(spec(emu, sid, cat, parts=1, max_products=1000, rate=60.0))
+    job_id = await queue.submit(spec(emu, sid, cat, parts=4, max_products=1000, rate=60.0))
     worker = spawn()
-    await wait_for(queue, job_id, lambda v: v.parts[0].offset > 200_000)
+    await wait_for(queue, job_id, lambda v: v.parts[0].offset > 100_000)
     worker.send_signal(signal.SIGTERM)
     assert await exited(worker, 20) == 0
     view = await queue.get(job_id)
-    part = view.parts[0]
-    assert part.status == "queued" and part.offset > 0  # given back with its checkpoint
-    # Drained: everything sent was acknowledged and is below the checkpoint.
-    assert uploaded(emu, sid) == part.report["accepted"] == len(emu.products(sid))
+    assert view.status == "running"
+    # Given back (queued, with its checkpoint) or finished: never left running.
+    assert {p.status for p in view.parts} <= {"queued", "done"}
+    assert any(p.status == "queued" for p in view.parts)
+    # Drained: everything sent was acknowledged and is below the checkpoints.
+    committed = sum(p.report["accepted"] for p in view.parts if p.report)
+    assert uploaded(emu, sid) == committed == len(emu.products(sid)) > 0
     spawn()
     view = await wait_for(queue, job_id, finished)
     assert view.status == "done"
