@@ -19,8 +19,8 @@ import click
 import orjson
 
 from bulkpush._version import __version__
-from bulkpush.client import PushOptions, StreamClient
-from bulkpush.compression import CompressionOptions
+from bulkpush.cli_options import Connection, connection_options, push_options, stream_options
+from bulkpush.client import StreamClient
 from bulkpush.demo import run_demo
 from bulkpush.emulator.cli import emulator_command
 from bulkpush.errors import (
@@ -33,9 +33,8 @@ from bulkpush.errors import (
 from bulkpush.progress import make_progress
 from bulkpush.report import Report
 from bulkpush.sources import open_source
-from bulkpush.targets.productsup_stream import DEFAULT_API_URL
-from bulkpush.transport import RetryPolicy, TransportOptions
-from bulkpush.validation import ValidationOptions
+from bulkpush.transport import TransportOptions
+from bulkpush.worker.jobs import JobOptions
 
 EXIT_OK = 0
 EXIT_REJECTED = 1
@@ -111,147 +110,42 @@ class ApiArgs:
         return _run(go)
 
 
-_API_OPTIONS = [
-    click.option(
+def _api_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Add ``--token`` and the connection options; the command receives one ``api: ApiArgs``."""
+
+    @connection_options
+    @click.option(
         "--token",
         envvar="BULKPUSH_TOKEN",
         show_envvar=True,
         help="Stream API token (default: $BULKPUSH_TOKEN). Never printed.",
-    ),
-    click.option(
-        "--api-url",
-        envvar="BULKPUSH_API_URL",
-        show_envvar=True,
-        default=DEFAULT_API_URL,
-        show_default=True,
-        help="Stream API base URL.",
-    ),
-    click.option(
-        "--ca-bundle", type=click.Path(exists=True, dir_okay=False), help="Custom CA bundle."
-    ),
-    click.option(
-        "--insecure", is_flag=True, help="Do not verify TLS certificates (loud; testing only)."
-    ),
-    click.option("--integration", help="Your integration's name, sent in the User-Agent header."),
-]
-
-
-def _api_options(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Add the shared API options; the command receives them as one ``api: ApiArgs``."""
-
+    )
     @functools.wraps(fn)
-    def wrapper(
-        *args: Any,
-        token: str | None,
-        api_url: str,
-        ca_bundle: str | None,
-        insecure: bool,
-        integration: str | None,
-        **kwargs: Any,
-    ) -> Any:
-        api = ApiArgs(token, api_url, ca_bundle, insecure, integration)
+    def wrapper(*args: Any, token: str | None, connection: Connection, **kwargs: Any) -> Any:
+        api = ApiArgs(
+            token,
+            connection.api_url,
+            connection.ca_bundle,
+            connection.insecure,
+            connection.integration,
+        )
         return fn(*args, api=api, **kwargs)
 
-    for option in reversed(_API_OPTIONS):
-        wrapper = option(wrapper)
     return wrapper
 
 
 @cli.command()
 @click.argument("sources", nargs=-1, required=True)
-@click.option("--stream", "stream_id", required=True, help="The stream id to push to.")
-@click.option(
-    "--stream-type",
-    type=click.Choice(["chunked", "referenced"]),
-    help="Checked against the stream; by default the API says.",
-)
+@stream_options
 @_api_options
-@click.option(
-    "--report", "report_path", type=click.Path(dir_okay=False), help="Write the JSON report here."
-)
-@click.option(
-    "--rejects",
-    "rejects_path",
-    type=click.Path(dir_okay=False),
-    help="Write rejected products (NDJSON) here.",
-)
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["ndjson", "json", "csv", "rejects"]),
-    help="Source format (default: from the name and content).",
-)
-@click.option(
-    "--compression", type=click.Choice(["gzip", "none"]), default="gzip", show_default=True
-)
-@click.option("--gzip-level", type=int, help="gzip level (ISA-L 0-3, zlib 1-9).")
-@click.option(
-    "--rate",
-    type=float,
-    help="Requests per second on /products (default: 97.5% of the published 30/s).",
-)
-@click.option(
-    "--pinpoint-rejects",
-    is_flag=True,
-    help="Find every rejected product the API did not name, by re-sending halves.",
-)
-@click.option(
-    "--validation", type=click.Choice(["full", "light"]), default="full", show_default=True
-)
-@click.option(
-    "--flatten", is_flag=True, help="Flatten nested objects/arrays instead of rejecting them."
-)
-@click.option("--separator", default=".", show_default=True, help="Key separator for --flatten.")
-@click.option(
-    "--max-products",
-    type=click.IntRange(1, 10_000),
-    default=10_000,
-    show_default=True,
-    help="Products per request (chunked streams).",
-)
-@click.option(
-    "--request-mb", type=float, help="Request body size to aim for, in MB before compression."
-)
-@click.option(
-    "--body-format",
-    type=click.Choice(["ndjson", "json"]),
-    help="Referenced streams: NDJSON (default) or a JSON array.",
-)
-@click.option(
-    "--lock-deadline",
-    type=float,
-    default=900.0,
-    show_default=True,
-    help="Seconds to keep retrying a locked (423) stream.",
-)
-@click.option(
-    "--max-attempts",
-    type=click.IntRange(1, 100),
-    default=8,
-    show_default=True,
-    help="Attempts per request on 5xx / network errors.",
-)
+@push_options
 @click.option("--quiet", "-q", is_flag=True, help="No progress display and no summary.")
 def push(
     sources: tuple[str, ...],
     stream_id: str,
     stream_type: str | None,
     api: ApiArgs,
-    report_path: str | None,
-    rejects_path: str | None,
-    fmt: str | None,
-    compression: str | None,
-    gzip_level: int | None,
-    rate: float | None,
-    pinpoint_rejects: bool,
-    validation: str,
-    flatten: bool,
-    separator: str,
-    max_products: int,
-    request_mb: float | None,
-    body_format: str | None,
-    lock_deadline: float,
-    max_attempts: int,
+    options: JobOptions,
     quiet: bool,
 ) -> None:
     """Push catalogs (NDJSON, JSON array, CSV; .gz/.zst; - for stdin) to a stream."""
@@ -259,41 +153,21 @@ def push(
         if src != "-" and not os.path.exists(src):
             _fail(f"cannot read {src}: no such file", EXIT_USAGE)
     try:
-        options = PushOptions(
-            stream_type=stream_type,  # type: ignore[arg-type]
-            format=fmt,  # type: ignore[arg-type]
-            body_format=body_format,  # type: ignore[arg-type]
-            validation=ValidationOptions(
-                level=validation,  # type: ignore[arg-type]
-                flatten=flatten,
-                separator=separator,
-            ),
-            compression=(
-                CompressionOptions(codec=compression, level=gzip_level)  # type: ignore[arg-type]
-                if compression or gzip_level is not None
-                else None
-            ),
-            max_products_per_request=max_products,
-            request_bytes=int(request_mb * 1_000_000) if request_mb else None,
-            rate=rate,
-            retry=RetryPolicy(lock_deadline_s=lock_deadline, max_attempts=max_attempts),
-            rejects_path=rejects_path,
-            pinpoint_rejects=pinpoint_rejects,
-        )
+        push_options = options.push_options(stream_type=stream_type, rejects_path=options.rejects)
     except ConfigError as exc:
         _fail(str(exc), EXIT_USAGE)
     progress = make_progress(enabled=not quiet)
     try:
         report = api.run(
             lambda client: client.push(
-                list(sources), stream=stream_id, options=options, progress=progress
+                list(sources), stream=stream_id, options=push_options, progress=progress
             )
         )
     except RunStopped as exc:
         report = exc.report
-        _finish(report, report_path, quiet)
+        _finish(report, options.report, quiet)
         _fail(str(exc.cause or exc), _exit_code_for(exc.cause or exc))
-    _finish(report, report_path, quiet)
+    _finish(report, options.report, quiet)
     sys.exit(EXIT_REJECTED if report.rejected else EXIT_OK)
 
 

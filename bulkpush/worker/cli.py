@@ -14,14 +14,15 @@ import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any, NoReturn, TypeVar
 
 import click
 import orjson
 
+from bulkpush.cli_options import Connection, connection_options, push_options, stream_options
 from bulkpush.errors import BulkpushError, ConfigError
 from bulkpush.report import render_summary
-from bulkpush.targets.productsup_stream import DEFAULT_API_URL
 from bulkpush.worker.jobs import DEFAULT_TOKEN_ENV, JobOptions, JobSpec, JobView, Target
 from bulkpush.worker.queue import DEFAULT_LEASE_TTL, JobQueue, open_queue
 from bulkpush.worker.runner import Worker
@@ -142,44 +143,15 @@ def jobs_group() -> None:
 
 @jobs_group.command("submit")
 @click.argument("sources", nargs=-1, required=True)
-@click.option("--stream", "stream_id", required=True, help="The stream id to push to.")
-@click.option("--stream-type", type=click.Choice(["chunked", "referenced"]))
-@click.option(
-    "--api-url",
-    envvar="BULKPUSH_API_URL",
-    show_envvar=True,
-    default=DEFAULT_API_URL,
-    show_default=True,
-)
+@stream_options
+@connection_options
 @click.option(
     "--token-env",
     default=DEFAULT_TOKEN_ENV,
     show_default=True,
     help="The environment variable the worker reads the token from (never queued).",
 )
-@click.option("--ca-bundle", type=click.Path(dir_okay=False))
-@click.option("--insecure", is_flag=True)
-@click.option("--integration")
-@click.option(
-    "--report",
-    "report_path",
-    type=click.Path(dir_okay=False),
-    help="The finishing worker writes the job's JSON report here.",
-)
-@click.option("--rejects", "rejects_path", type=click.Path(dir_okay=False))
-@click.option("--format", "fmt", type=click.Choice(["ndjson", "json", "csv", "rejects"]))
-@click.option("--compression", type=click.Choice(["gzip", "none"]), default="gzip")
-@click.option("--gzip-level", type=int)
-@click.option("--rate", type=float, help="Requests/s on /products for the stream, all workers.")
-@click.option("--pinpoint-rejects", is_flag=True)
-@click.option("--validation", type=click.Choice(["full", "light"]), default="full")
-@click.option("--flatten", is_flag=True)
-@click.option("--separator", default=".")
-@click.option("--max-products", type=click.IntRange(1, 10_000), default=10_000)
-@click.option("--request-mb", type=float)
-@click.option("--body-format", type=click.Choice(["ndjson", "json"]))
-@click.option("--lock-deadline", type=float, default=900.0)
-@click.option("--max-attempts", type=click.IntRange(1, 100), default=8)
+@push_options
 @click.option(
     "--max-in-flight",
     type=click.IntRange(1, 256),
@@ -191,30 +163,13 @@ def jobs_group() -> None:
     help="Parts per plain NDJSON source (default: one per 64 MB).",
 )
 @_queue_option
-def jobs_submit(  # noqa: PLR0917
+def jobs_submit(  # noqa: PLR0917 - click passes options positionally
     sources: tuple[str, ...],
     stream_id: str,
     stream_type: str | None,
-    api_url: str,
+    connection: Connection,
     token_env: str,
-    ca_bundle: str | None,
-    insecure: bool,
-    integration: str | None,
-    report_path: str | None,
-    rejects_path: str | None,
-    fmt: str | None,
-    compression: str,
-    gzip_level: int | None,
-    rate: float | None,
-    pinpoint_rejects: bool,
-    validation: str,
-    flatten: bool,
-    separator: str,
-    max_products: int,
-    request_mb: float | None,
-    body_format: str | None,
-    lock_deadline: float,
-    max_attempts: int,
+    options: JobOptions,
     max_in_flight: int | None,
     parts: int | None,
     queue_url: str | None,
@@ -226,35 +181,28 @@ def jobs_submit(  # noqa: PLR0917
             target=Target(
                 stream=stream_id,
                 stream_type=stream_type,  # type: ignore[arg-type]
-                api_url=api_url,
+                api_url=connection.api_url,
                 token_env=token_env,
-                ca_bundle=os.path.abspath(ca_bundle) if ca_bundle else None,
-                insecure=insecure,
-                integration=integration,
+                ca_bundle=_absolute(connection.ca_bundle),
+                insecure=connection.insecure,
+                integration=connection.integration,
             ),
-            options=JobOptions(
-                format=fmt,  # type: ignore[arg-type]
-                compression=compression,  # type: ignore[arg-type]
-                gzip_level=gzip_level,
-                rate=rate,
-                pinpoint_rejects=pinpoint_rejects,
-                validation=validation,  # type: ignore[arg-type]
-                flatten=flatten,
-                separator=separator,
-                max_products=max_products,
-                request_mb=request_mb,
-                body_format=body_format,  # type: ignore[arg-type]
-                lock_deadline=lock_deadline,
-                max_attempts=max_attempts,
+            options=replace(
+                options,
                 max_in_flight=max_in_flight,
-                rejects=os.path.abspath(rejects_path) if rejects_path else None,
-                report=os.path.abspath(report_path) if report_path else None,
+                rejects=_absolute(options.rejects),
+                report=_absolute(options.report),
             ),
             parts=parts,
         ).with_absolute_sources()
     except ConfigError as exc:
         _fail(str(exc))
     click.echo(_with_queue(queue_url, lambda q: q.submit(spec)))
+
+
+def _absolute(path: str | None) -> str | None:
+    """Workers may run elsewhere: paths are queued absolute."""
+    return os.path.abspath(path) if path else None
 
 
 def _line(view: JobView) -> str:

@@ -87,7 +87,10 @@ class Target:
 class JobOptions:
     """The push options of a job, as the ``push`` command takes them (JSON-able).
 
-    :meth:`push_options` builds the same :class:`PushOptions` the CLI builds.
+    ``bulkpush push`` and ``jobs submit`` parse their shared flags into this
+    (:mod:`bulkpush.cli_options`); :meth:`push_options` builds the
+    :class:`PushOptions` of a run. ``compression`` None: gzip for chunked
+    streams, none for referenced ones (as :class:`PushOptions` decides).
     ``max_in_flight`` caps the requests in flight (and so the window a
     reclaimed part may send twice); None keeps the client's default.
     ``rejects``: the job's rejects file (each part writes ``rejects.partNNNNN-A``,
@@ -96,7 +99,7 @@ class JobOptions:
     """
 
     format: Literal["ndjson", "json", "csv", "rejects"] | None = None
-    compression: Literal["gzip", "none"] = "gzip"
+    compression: Literal["gzip", "none"] | None = None
     gzip_level: int | None = None
     rate: float | None = None
     pinpoint_rejects: bool = False
@@ -129,7 +132,11 @@ class JobOptions:
             validation=ValidationOptions(
                 level=self.validation, flatten=self.flatten, separator=self.separator
             ),
-            compression=CompressionOptions(codec=self.compression, level=self.gzip_level),
+            compression=(
+                CompressionOptions(codec=self.compression or "gzip", level=self.gzip_level)
+                if self.compression or self.gzip_level is not None
+                else None
+            ),
             max_products_per_request=self.max_products,
             request_bytes=int(self.request_mb * 1_000_000) if self.request_mb else None,
             rate=self.rate,

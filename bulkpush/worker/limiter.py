@@ -21,12 +21,12 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-import threading
 import time
 from typing import Any, Protocol
 
 from bulkpush.errors import QueueError
 from bulkpush.transport import Pacer
+from bulkpush.worker.sqlite_file import SqliteFile
 
 __all__ = [
     "GCRA_PAUSE_LUA",
@@ -106,48 +106,31 @@ class SharedPacer(Pacer):
         loop.run_in_executor(None, self.store.pause, self.key, wait)
 
 
+_SLOTS_SCHEMA = "CREATE TABLE IF NOT EXISTS limiter (key TEXT PRIMARY KEY, tat REAL NOT NULL);"
+
+
 class SqliteSlots:
     """GCRA slots in a table of a SQLite file, shared by processes on one machine."""
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self._lock = threading.Lock()
-        try:
-            self._db = sqlite3.connect(
-                path, timeout=30.0, isolation_level=None, check_same_thread=False
-            )
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute(
-                "CREATE TABLE IF NOT EXISTS limiter (key TEXT PRIMARY KEY, tat REAL NOT NULL)"
-            )
-        except sqlite3.Error as exc:
-            raise QueueError(f"cannot open the limiter in {path}: {exc}", retriable=True) from exc
+        self._file = SqliteFile(path, schema=_SLOTS_SCHEMA, what="the shared limiter in")
 
     def __repr__(self) -> str:
         return f"SqliteSlots({self.path!r})"
 
     def _update(self, key: str, fn: Any) -> float:
-        with self._lock:
-            db = self._db
-            try:
-                db.execute("BEGIN IMMEDIATE")
-                try:
-                    row = db.execute("SELECT tat FROM limiter WHERE key = ?", (key,)).fetchone()
-                    now = time.time()
-                    tat = float(row[0]) if row else 0.0
-                    new_tat, result = fn(now, tat)
-                    db.execute(
-                        "INSERT INTO limiter (key, tat) VALUES (?, ?) "
-                        "ON CONFLICT(key) DO UPDATE SET tat = excluded.tat",
-                        (key, new_tat),
-                    )
-                    db.execute("COMMIT")
-                except BaseException:
-                    db.execute("ROLLBACK")
-                    raise
-            except sqlite3.Error as exc:
-                raise QueueError(f"the shared limiter failed: {exc}", retriable=True) from exc
+        def tx(db: sqlite3.Connection) -> float:
+            row = db.execute("SELECT tat FROM limiter WHERE key = ?", (key,)).fetchone()
+            new_tat, result = fn(time.time(), float(row[0]) if row else 0.0)
+            db.execute(
+                "INSERT INTO limiter (key, tat) VALUES (?, ?) "
+                "ON CONFLICT(key) DO UPDATE SET tat = excluded.tat",
+                (key, new_tat),
+            )
             return float(result)
+
+        return self._file.transaction(tx)
 
     def take(self, key: str, interval: float) -> float:
         def step(now: float, tat: float) -> tuple[float, float]:
@@ -160,8 +143,7 @@ class SqliteSlots:
         self._update(key, lambda now, tat: (max(tat, now + wait), 0.0))
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        self._file.close()
 
 
 # KEYS[1] the stream's schedule; ARGV[1] the interval in seconds. Returns the

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -31,6 +30,7 @@ from bulkpush.worker.jobs import (
 )
 from bulkpush.worker.limiter import SharedPacer, SqliteSlots
 from bulkpush.worker.queue import DEFAULT_LEASE_TTL, Lease, LeaseState
+from bulkpush.worker.sqlite_file import SqliteFile
 
 __all__ = ["SqliteQueue"]
 
@@ -75,42 +75,21 @@ class SqliteQueue:
         self.url = url
         self.lease_ttl = lease_ttl
         self.path = _path_of(url)
-        self._lock = threading.Lock()
         self._pacers: dict[tuple[str, float], Pacer] = {}
         self._slots: SqliteSlots | None = None
         try:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(
-                self.path, timeout=30.0, isolation_level=None, check_same_thread=False
-            )
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(_SCHEMA)
-        except (OSError, sqlite3.Error) as exc:
+        except OSError as exc:
             raise QueueError(f"cannot open the queue {self.path}: {exc}") from exc
+        self._file = SqliteFile(self.path, schema=_SCHEMA, what="the queue")
 
     def __repr__(self) -> str:
         return f"SqliteQueue({self.path!r}, lease_ttl={self.lease_ttl})"
 
     # --- plumbing ---------------------------------------------------------------
 
-    def _tx(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        with self._lock:
-            db = self._db
-            try:
-                db.execute("BEGIN IMMEDIATE")
-                try:
-                    result = fn(db)
-                    db.execute("COMMIT")
-                except BaseException:
-                    db.execute("ROLLBACK")
-                    raise
-            except sqlite3.Error as exc:
-                raise QueueError(f"queue {self.path}: {exc}", retriable=True) from exc
-            return result
-
     async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        return await asyncio.to_thread(self._tx, fn)
+        return await asyncio.to_thread(self._file.transaction, fn)
 
     @staticmethod
     def _part(row: Any) -> Part:
@@ -350,7 +329,6 @@ class SqliteQueue:
         return pacer
 
     async def aclose(self) -> None:
-        with self._lock:
-            self._db.close()
+        self._file.close()
         if self._slots is not None:
             self._slots.close()

@@ -303,7 +303,10 @@ async def test_workers_share_the_rate_budget(
     emu = await emulators()  # the published limits, exactly: 30/s on /products
     sid = emu.create_stream("shared-rate")
     cat = write_catalog(tmp_path / "c.ndjson", 60_000)
-    job_id = await queue.submit(spec(emu, sid, cat, parts=3, max_products=400))
+    # 25/s for the stream: unshared, three workers would send 75/s. (Not the
+    # default 28.5/s: a loaded test machine delays requests by more than the
+    # 50 ms that rate tolerates, and the emulator counts fixed seconds.)
+    job_id = await queue.submit(spec(emu, sid, cat, parts=3, max_products=400, rate=25.0))
     for _ in range(3):
         spawn()
     view = await wait_for(queue, job_id, finished, limit=60)

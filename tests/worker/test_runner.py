@@ -40,6 +40,18 @@ async def wait_status(
     raise AssertionError(f"job {job_id} not {statuses}: {view and view.to_json()}")
 
 
+async def run_worker(q: Any, job_id: str, *, limit: float = 30) -> Any:
+    """Run a worker on ``q`` until ``job_id`` is done or failed; stop it; return the job."""
+    worker = Worker(cast(JobQueue, q), poll_s=0.05, environ={"BP_TEST_TOKEN": TEST_TOKEN})
+    task = asyncio.create_task(worker.run())
+    try:
+        return await wait_status(q, job_id, {"done", "failed"}, task, limit)
+    finally:
+        worker.stop()
+        with contextlib.suppress(TimeoutError):  # keep the test's own failure in view
+            await asyncio.wait_for(task, 10)
+
+
 def job(url: str, *sources: Path, token_env: str = "BP_TEST_TOKEN", **opts: Any) -> JobSpec:
     parts = opts.pop("parts", None)
     return JobSpec(
@@ -70,13 +82,7 @@ async def test_job_with_parts_lands_every_product_once(
             report=str(report_path),
         )
     )
-    worker = Worker(q, poll_s=0.05, environ={"BP_TEST_TOKEN": TEST_TOKEN})
-    task = asyncio.create_task(worker.run())
-    try:
-        view = await wait_status(q, job_id, {"done", "failed"}, task)
-    finally:
-        worker.stop()
-        await asyncio.wait_for(task, 10)
+    view = await run_worker(q, job_id)
     assert view.status == "done", view.error
     products = emu.products(sid)
     assert len(products) == 4995
@@ -103,13 +109,7 @@ async def test_failing_job_does_not_stop_others(
         job(emu.url, write_catalog(tmp_path / "a.ndjson", 10), stream=sid, token_env="NOPE_X")
     )
     good = await q.submit(job(emu.url, write_catalog(tmp_path / "b.ndjson", 100), stream=sid))
-    worker = Worker(q, poll_s=0.05, environ={"BP_TEST_TOKEN": TEST_TOKEN})
-    task = asyncio.create_task(worker.run())
-    try:
-        view = await wait_status(q, good, {"done", "failed"}, task)
-    finally:
-        worker.stop()
-        await asyncio.wait_for(task, 10)
+    view = await run_worker(q, good)
     assert view.status == "done"
     bad = await q.get(missing)
     assert bad.status == "failed" and "missing.ndjson" in bad.error
@@ -158,13 +158,7 @@ async def test_stop_mid_part_sends_what_was_read_and_gives_the_part_back(
     sent = len(emu.products(sid))
     assert 0 < sent == part.report["accepted"] == part.report["read"] < 20_000
     assert part.line == sent + 1  # the checkpoint's line is the next one to read
-    resumed = Worker(q, poll_s=0.05, environ={"BP_TEST_TOKEN": TEST_TOKEN})
-    task = asyncio.create_task(resumed.run())
-    try:
-        view = await wait_status(q, job_id, {"done", "failed"}, task)
-    finally:
-        resumed.stop()
-        await asyncio.wait_for(task, 10)
+    view = await run_worker(q, job_id)
     assert view.status == "done"
     assert len(emu.products(sid)) == 20_000
     assert set(emu.upload_counts(sid).values()) == {1}  # nothing sent twice
@@ -208,13 +202,6 @@ async def test_a_lost_cancellation_does_not_keep_a_finished_part_running(
     cat = write_catalog(tmp_path / "c.ndjson", 3000)
     q = LosesOneCancel(queue_factory())
     job_id = await q.submit(job(emu.url, cat, stream=sid, parts=1, max_products=100))
-    worker = Worker(cast(JobQueue, q), poll_s=0.05, environ={"BP_TEST_TOKEN": TEST_TOKEN})
-    task = asyncio.create_task(worker.run())
-    try:
-        view = await wait_status(q, job_id, {"done", "failed"}, task, limit=20)
-    finally:
-        worker.stop()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(task, 10)
+    view = await run_worker(q, job_id, limit=20)
     assert q.lost == 1
     assert view.status == "done" and view.report()["accepted"] == 3000

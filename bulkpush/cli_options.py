@@ -1,0 +1,239 @@
+"""The option sets ``bulkpush push`` and ``bulkpush jobs submit`` share, declared once.
+
+Flag names are a contract: a job takes exactly the target and push options
+of ``push``. Each decorator adds its flags and hands the command one value
+instead of a dozen parameters:
+
+- :func:`stream_options`: ``--stream``, ``--stream-type`` → ``stream_id``,
+  ``stream_type``;
+- :func:`connection_options`: ``--api-url``, ``--ca-bundle``, ``--insecure``,
+  ``--integration`` → ``connection: Connection``;
+- :func:`push_options`: ``--report``, ``--rejects``, ``--format``,
+  ``--compression``, ``--gzip-level``, ``--rate``, ``--pinpoint-rejects``,
+  ``--validation``, ``--flatten``, ``--separator``, ``--max-products``,
+  ``--request-mb``, ``--body-format``, ``--lock-deadline``,
+  ``--max-attempts`` → ``options: JobOptions`` (the JSON-able form both
+  commands turn into :class:`~bulkpush.client.PushOptions`).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import click
+
+from bulkpush.targets.productsup_stream import DEFAULT_API_URL
+from bulkpush.worker.jobs import JobOptions
+
+__all__ = ["Connection", "connection_options", "push_options", "stream_options"]
+
+Command = Callable[..., Any]
+
+
+def _apply(fn: Command, options: list[Callable[[Command], Command]]) -> Command:
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def stream_options(fn: Command) -> Command:
+    """Add ``--stream`` (required) and ``--stream-type``."""
+    return _apply(
+        fn,
+        [
+            click.option("--stream", "stream_id", required=True, help="The stream id to push to."),
+            click.option(
+                "--stream-type",
+                type=click.Choice(["chunked", "referenced"]),
+                help="Checked against the stream; by default the API says.",
+            ),
+        ],
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Connection:
+    """Where the Stream API is and how to reach it (no token: each command has its own)."""
+
+    api_url: str
+    ca_bundle: str | None
+    insecure: bool
+    integration: str | None
+
+
+def connection_options(fn: Command) -> Command:
+    """Add the connection options; the command receives them as one ``connection``."""
+
+    @functools.wraps(fn)
+    def wrapper(
+        *args: Any,
+        api_url: str,
+        ca_bundle: str | None,
+        insecure: bool,
+        integration: str | None,
+        **kwargs: Any,
+    ) -> Any:
+        connection = Connection(api_url, ca_bundle, insecure, integration)
+        return fn(*args, connection=connection, **kwargs)
+
+    return _apply(
+        wrapper,
+        [
+            click.option(
+                "--api-url",
+                envvar="BULKPUSH_API_URL",
+                show_envvar=True,
+                default=DEFAULT_API_URL,
+                show_default=True,
+                help="Stream API base URL.",
+            ),
+            click.option(
+                "--ca-bundle",
+                type=click.Path(exists=True, dir_okay=False),
+                help="Custom CA bundle.",
+            ),
+            click.option(
+                "--insecure",
+                is_flag=True,
+                help="Do not verify TLS certificates (loud; testing only).",
+            ),
+            click.option(
+                "--integration", help="Your integration's name, sent in the User-Agent header."
+            ),
+        ],
+    )
+
+
+def push_options(fn: Command) -> Command:
+    """Add the push options; the command receives them as one ``options: JobOptions``.
+
+    ``options.report`` and ``options.rejects`` are the paths as given.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(
+        *args: Any,
+        report_path: str | None,
+        rejects_path: str | None,
+        fmt: Any,
+        compression: Any,
+        gzip_level: int | None,
+        rate: float | None,
+        pinpoint_rejects: bool,
+        validation: Any,
+        flatten: bool,
+        separator: str,
+        max_products: int,
+        request_mb: float | None,
+        body_format: Any,
+        lock_deadline: float,
+        max_attempts: int,
+        **kwargs: Any,
+    ) -> Any:
+        options = JobOptions(
+            format=fmt,
+            compression=compression,
+            gzip_level=gzip_level,
+            rate=rate,
+            pinpoint_rejects=pinpoint_rejects,
+            validation=validation,
+            flatten=flatten,
+            separator=separator,
+            max_products=max_products,
+            request_mb=request_mb,
+            body_format=body_format,
+            lock_deadline=lock_deadline,
+            max_attempts=max_attempts,
+            rejects=rejects_path,
+            report=report_path,
+        )
+        return fn(*args, options=options, **kwargs)
+
+    return _apply(
+        wrapper,
+        [
+            click.option(
+                "--report",
+                "report_path",
+                type=click.Path(dir_okay=False),
+                help="Write the JSON report here (a job: the worker that finishes it does).",
+            ),
+            click.option(
+                "--rejects",
+                "rejects_path",
+                type=click.Path(dir_okay=False),
+                help="Write rejected products (NDJSON) here.",
+            ),
+            click.option(
+                "--format",
+                "fmt",
+                type=click.Choice(["ndjson", "json", "csv", "rejects"]),
+                help="Source format (default: from the name and content).",
+            ),
+            click.option(
+                "--compression",
+                type=click.Choice(["gzip", "none"]),
+                help="Request bodies (default: gzip for chunked streams, none for referenced).",
+            ),
+            click.option("--gzip-level", type=int, help="gzip level (ISA-L 0-3, zlib 1-9)."),
+            click.option(
+                "--rate",
+                type=float,
+                help="Requests per second on /products for the stream (default: the "
+                "published 30/s less a safety margin; a job's workers share it).",
+            ),
+            click.option(
+                "--pinpoint-rejects",
+                is_flag=True,
+                help="Find every rejected product the API did not name, by re-sending halves.",
+            ),
+            click.option(
+                "--validation",
+                type=click.Choice(["full", "light"]),
+                default="full",
+                show_default=True,
+            ),
+            click.option(
+                "--flatten",
+                is_flag=True,
+                help="Flatten nested objects/arrays instead of rejecting them.",
+            ),
+            click.option(
+                "--separator", default=".", show_default=True, help="Key separator for --flatten."
+            ),
+            click.option(
+                "--max-products",
+                type=click.IntRange(1, 10_000),
+                default=10_000,
+                show_default=True,
+                help="Products per request (chunked streams).",
+            ),
+            click.option(
+                "--request-mb",
+                type=float,
+                help="Request body size to aim for, in MB before compression.",
+            ),
+            click.option(
+                "--body-format",
+                type=click.Choice(["ndjson", "json"]),
+                help="Referenced streams: NDJSON (default) or a JSON array.",
+            ),
+            click.option(
+                "--lock-deadline",
+                type=float,
+                default=900.0,
+                show_default=True,
+                help="Seconds to keep retrying a locked (423) stream.",
+            ),
+            click.option(
+                "--max-attempts",
+                type=click.IntRange(1, 100),
+                default=8,
+                show_default=True,
+                help="Attempts per request on 5xx / network errors.",
+            ),
+        ],
+    )

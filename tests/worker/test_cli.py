@@ -1,0 +1,105 @@
+"""``jobs submit`` takes exactly ``push``'s target and push options, and queues no token."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+from typing import Any
+
+import click
+import orjson
+import pytest
+from click.testing import CliRunner
+
+from bulkpush.cli import cli
+from bulkpush.worker.queue import open_queue
+
+from .conftest import write_catalog
+
+pytestmark = pytest.mark.timeout(60)
+
+SECRET = "tok-3c1f-SHOULD-NEVER-BE-QUEUED"
+
+
+def flags(name: str, *sub: str) -> set[str]:
+    command: Any = cli
+    for part in (name, *sub):
+        command = command.commands[part]
+    return {opt for p in command.params if isinstance(p, click.Option) for opt in p.opts}
+
+
+def test_submit_takes_every_push_option_and_a_token_reference_instead_of_a_token() -> None:
+    push, submit = flags("push"), flags("jobs", "submit")
+    assert push - submit == {"--token", "--quiet", "-q"}
+    assert submit - push == {"--token-env", "--max-in-flight", "--parts", "--queue"}
+
+
+def stored_bytes(queue_url: str) -> bytes:
+    """Everything the queue backend holds, raw."""
+    if queue_url.startswith("sqlite:///"):
+        path = Path(queue_url[len("sqlite:///") :])
+        return b"".join(p.read_bytes() for p in path.parent.glob(path.name + "*"))
+    import redis
+
+    client = redis.Redis.from_url(queue_url)
+    try:
+        out = []
+        for key in client.scan_iter("*"):
+            kind = client.type(key)
+            if kind == b"hash":
+                out += [k + b"=" + v for k, v in client.hgetall(key).items()]
+            elif kind == b"stream":
+                out += [repr(e).encode() for e in client.xrange(key)]
+            elif kind == b"zset":
+                out += client.zrange(key, 0, -1)
+            elif kind == b"string":
+                out.append(client.get(key) or b"")
+        return b"\n".join(out)
+    finally:
+        client.close()
+
+
+def test_submit_queues_the_token_reference_never_the_token(queue_url: str, tmp_path: Path) -> None:
+    cat = write_catalog(tmp_path / "c.ndjson", 10)
+    env = {**os.environ, "BULKPUSH_TOKEN": SECRET, "MY_TOKEN": SECRET}
+    result = CliRunner().invoke(
+        cli,
+        [
+            "jobs",
+            "submit",
+            str(cat),
+            "--stream",
+            "124773",
+            "--token-env",
+            "MY_TOKEN",
+            "--rate",
+            "12.5",
+            "--compression",
+            "none",
+            "--rejects",
+            "rejects.ndjson",
+            "--queue",
+            queue_url,
+        ],
+        env=env,
+    )
+    assert result.exit_code == 0, result.output
+    job_id = result.output.strip()
+    assert SECRET.encode() not in stored_bytes(queue_url)
+
+    async def get() -> Any:
+        queue = open_queue(queue_url)
+        try:
+            return await queue.get(job_id)
+        finally:
+            await queue.aclose()
+
+    view = asyncio.run(get())
+    assert view is not None and view.spec.target.token_env == "MY_TOKEN"
+    options = view.spec.options
+    assert (options.rate, options.compression) == (12.5, "none")
+    assert options.rejects is not None and os.path.isabs(options.rejects)
+    shown = CliRunner().invoke(cli, ["jobs", "show", job_id, "--json", "--queue", queue_url])
+    assert SECRET not in shown.output
+    assert orjson.loads(shown.output)["target"]["token_env"] == "MY_TOKEN"
