@@ -76,65 +76,51 @@ def process_cpu_s(pid: int | None) -> float | None:
     return (int(fields[11]) + int(fields[12])) / ticks
 
 
-def _proc_table() -> dict[int, tuple[int, int, float]]:
-    """pid -> (parent pid, start time in ticks, CPU seconds so far) of every process."""
-    table: dict[int, tuple[int, int, float]] = {}
-    ticks = os.sysconf("SC_CLK_TCK")
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        table[int(entry.name)] = (
-            int(fields[1]),
-            int(fields[19]),
-            (int(fields[11]) + int(fields[12])) / ticks,
-        )
-    return table
+def _machine_busy_s() -> float | None:
+    """CPU seconds the whole machine has been busy (all cores), from ``/proc/stat``."""
+    try:
+        with open("/proc/stat") as fh:
+            fields = fh.readline().split()
+    except OSError:
+        return None
+    if not fields or fields[0] != "cpu":
+        return None
+    # user nice system idle iowait irq softirq steal (guest time is inside user).
+    ticks = [int(x) for x in fields[1:9]]
+    busy = ticks[0] + ticks[1] + ticks[2] + ticks[5] + ticks[6] + ticks[7]
+    return busy / os.sysconf("SC_CLK_TCK")
+
+
+def _own_cpu_s() -> float:
+    """CPU seconds of this process and of every child it has waited for (and theirs)."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
 
 
 class OtherLoad:
-    """CPU used by processes outside this suite's process tree, between two snapshots.
+    """CPU used by everything outside this suite while a scenario ran.
 
     Other work on the machine (tests, builds, another benchmark) takes cores
-    from the clients measured; this says how much. Processes that start and
-    end between the snapshots, or end before the second, are not seen, so it
-    is a lower bound.
+    from the clients measured; this says how much: the machine's busy CPU
+    time (``/proc/stat``) less the suite's own (``os.times``, which counts
+    every child process once it has been waited for: call :meth:`finish`
+    after the scenario's processes have ended).
     """
 
     def __init__(self) -> None:
         self._t = time.monotonic()
-        self._before = _proc_table() if Path("/proc/self/stat").exists() else {}
+        self._busy = _machine_busy_s()
+        self._own = _own_cpu_s()
         self._load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
-
-    def _ours(self, table: dict[int, tuple[int, int, float]]) -> set[int]:
-        me = os.getpid()
-        ours = {me}
-        changed = True
-        while changed:
-            changed = False
-            for pid, (ppid, _, _) in table.items():
-                if ppid in ours and pid not in ours:
-                    ours.add(pid)
-                    changed = True
-        return ours
 
     def finish(self) -> dict[str, float | None]:
         """``other_cores``: mean cores used by others; ``loadavg_1m_before``."""
         seconds = time.monotonic() - self._t
-        if not self._before or seconds <= 0:
+        busy = _machine_busy_s()
+        if self._busy is None or busy is None or seconds <= 0:
             return {"other_cores": None, "loadavg_1m_before": self._load}
-        after = _proc_table()
-        ours = self._ours(after) | self._ours(self._before)
-        used = 0.0
-        for pid, (_, start, cpu) in after.items():
-            if pid in ours:
-                continue
-            prev = self._before.get(pid)
-            used += cpu - prev[2] if prev is not None and prev[1] == start else cpu
-        return {"other_cores": used / seconds, "loadavg_1m_before": self._load}
+        others = (busy - self._busy) - (_own_cpu_s() - self._own)
+        return {"other_cores": max(0.0, others / seconds), "loadavg_1m_before": self._load}
 
 
 @dataclass(slots=True)

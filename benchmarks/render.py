@@ -53,7 +53,15 @@ def _header(data: dict[str, Any]) -> list[str]:
         "",
         "The server (the bulkpush emulator plus an Elasticsearch-style `_bulk` endpoint) "
         "runs in its own process; every client run is a fresh process. Each ratio compares "
-        "figures measured in the same invocation, on the same machine.",
+        "figures measured in the same invocation, on the same machine. Each scenario says "
+        "how much CPU other processes on the machine used while it ran: figures taken on a "
+        "busy machine are low.",
+        "",
+        "Run it: `scripts/bench` (full, about 10 minutes on 2 cores; writes this file and "
+        "`results/latest.json`), `scripts/bench --quick` (under 2 minutes; "
+        "`results/quick.json`, `results/QUICK.md`), `--only rate,throughput,peers,memory,"
+        "compression` (re-measures those scenarios, keeps the others), `--runs N`, "
+        "`--out DIR`, `--no-profile`.",
         "",
         "## Machine",
         "",
@@ -138,6 +146,7 @@ def _rate(entry: dict[str, Any]) -> list[str]:
                 _n(r["mean_rate_median"], 2),
                 f"{r['status_429_total']} ({r['status_429_steady_total']} after 1 s)",
                 _n(r["products_per_s_median"]),
+                f"{r.get('client_cores', 0):.2f} / {r.get('server_cores', 0):.2f}",
             ]
         )
     return _table(
@@ -148,6 +157,7 @@ def _rate(entry: dict[str, Any]) -> list[str]:
             "req/s, mean of streams",
             "429s, all runs",
             "client products/s",
+            "cores: client / server",
         ],
         rows,
     )

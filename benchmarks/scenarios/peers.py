@@ -33,6 +33,7 @@ from benchmarks.common import (
 )
 from benchmarks.scenarios.rate import analyse
 from benchmarks.server import BenchServer, ServerConfig
+from bulkpush.transport import ConcurrencyOptions
 
 PEERS = ("es_async_streaming_bulk", "es_parallel_bulk", "naive")
 CHUNK = 1_000
@@ -238,7 +239,8 @@ def _targets(
                     else ""
                 )
                 + "the run is short, and its first second is spent ramping up the concurrency "
-                "that 500 ms of latency needs (AIMD from 4 requests in flight)."
+                "that 500 ms of latency needs (AIMD from "
+                f"{ConcurrencyOptions().initial} requests in flight)."
             )
     scenario.targets.append(
         Target(

@@ -32,13 +32,14 @@ from benchmarks.common import (
     spread,
 )
 from benchmarks.server import BenchServer, ServerConfig
+from bulkpush.targets.productsup_stream import RATE_SAFETY
 
 LATENCY_S = 0.15
 CHUNK = 200
 WARMUP_S = 1.0
 TARGET_SHARE = 0.97
 STREAM_COUNTS = (1, 4)
-CLIENT_RATE = PUBLISHED_RATE * 0.98  # what bulkpush aims at by default (for sizing only)
+CLIENT_RATE = PUBLISHED_RATE * RATE_SAFETY  # what bulkpush aims at by default
 
 
 def analyse(uploads: list[tuple[float, int, int]]) -> dict[str, Any]:
@@ -75,6 +76,8 @@ def run(ctx: Context) -> Scenario:
             "server": config.describe(),
             "latency_s": LATENCY_S,
             "limit_per_stream": PUBLISHED_RATE,
+            "client_pacing": f"bulkpush default, {100 * RATE_SAFETY:g}% of the limit = "
+            f"{CLIENT_RATE:.2f} req/s per stream",
             "chunk_products": CHUNK,
             "catalog": describe(path),
             "measured_window_s": f"about {window_s:g} (from 1 s after the first upload)",
@@ -139,6 +142,12 @@ def run(ctx: Context) -> Scenario:
                     "status_429_total": sum(x["status_429"] for x in runs),
                     "status_429_steady_total": sum(x["status_429_steady"] for x in runs),
                     "products_per_s_median": median([x["products_per_s"] for x in runs]),
+                    "client_cores": median(
+                        [x["client_cpu_s"] / x["seconds"] for x in runs if x["client_cpu_s"]]
+                    ),
+                    "server_cores": median(
+                        [x["server_cpu_s"] / x["seconds"] for x in runs if x["server_cpu_s"]]
+                    ),
                 }
             )
     scenario.figures = {"by_streams": rows}
@@ -152,7 +161,8 @@ def run(ctx: Context) -> Scenario:
             note = (
                 f"The slowest stream reached {rate:.2f} req/s, {pct_floor(share)} of 30/s: "
                 f"{100 * (TARGET_SHARE - share):.1f} points under the target. "
-                "bulkpush paces at 98% of the limit (29.4 req/s); less than that means requests "
+                f"bulkpush paces at {100 * RATE_SAFETY:g}% of the limit ({CLIENT_RATE:.2f} "
+                "req/s); less than that means requests "
                 "were not ready in time (CPU on 2 cores shared with the server) or the "
                 "concurrency did not cover the latency."
             )
@@ -184,9 +194,10 @@ def run(ctx: Context) -> Scenario:
             note = (
                 f"{total} upload(s) answered 429 over {len(row['runs'])} run(s) "
                 f"({steady} after the first second{when}). The client spaces uploads "
-                "evenly at 98% of the limit (34 ms apart), so a fixed one-second window holds "
-                "29 or 30 of them: an upload delayed by ~20 ms (event loop busy, CPU shared "
-                "with the server) while its successor is not lands a 31st in one window."
+                f"evenly at {100 * RATE_SAFETY:g}% of the limit ({1000 / CLIENT_RATE:.1f} ms "
+                "apart), so a fixed one-second window holds 29 or 30 of them: an upload "
+                "delayed (event loop busy, CPU shared with the server) while its successor is "
+                "not can land a 31st in one window."
             )
         scenario.targets.append(
             Target(
