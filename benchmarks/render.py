@@ -213,41 +213,43 @@ def _throughput(entry: dict[str, Any]) -> list[str]:
                 for k, s in stages["seconds"].items()
             ],
         )
-    profile = f.get("profile")
-    if profile and profile.get("samples"):
+    if f.get("profiles"):
         lines += [
-            f"Profile of one extra end-to-end run (validation full, not counted above), "
-            f"py-spy, every thread, {profile['samples']:,} samples at {profile['rate_hz']} Hz "
-            f"over the process's life (start-up included): "
-            f"{_n(profile.get('busy_threads_mean'), 2)} threads busy on average; "
-            f"{_pct(profile.get('waiting_share'))} of the samples are threads waiting (a pool "
-            f"thread on its queue, the event loop in select). Stacks: "
-            f"`results/{profile['file']}`.",
+            "Threads in the profiles below: `asyncio` is the default executor, where the "
+            "pipeline's reader runs (read, validate, chunk, encode); `bulkpush-gzip` the "
+            "compression pool; `MainThread` the event loop (HTTP).",
             "",
         ]
-        if profile.get("threads"):
-            lines += _table(
-                ["thread", "share of samples", "working"],
-                [[f"`{name}`", _pct(all_), _pct(busy)] for name, all_, busy in profile["threads"]],
-            )
-            lines += [
-                "(`asyncio`: the default executor, where the pipeline's reader runs "
-                "(read, validate, chunk, encode); `bulkpush-gzip`: the compression pool; "
-                "`MainThread`: the event loop.)",
-                "",
-            ]
-        lines += ["Where the working samples are (leaf function, self time):", ""]
+    for validation, profile in (f.get("profiles") or {}).items():
+        lines += _profile(profile, validation)
+    return lines
+
+
+def _profile(profile: dict[str, Any], validation: str) -> list[str]:
+    if not profile.get("samples"):
+        return [f"Profile ({validation}) skipped: {profile.get('skipped', 'no samples')}", ""]
+    lines = [
+        f"**Profile, validation {validation}**: one extra end-to-end run (not counted above), "
+        f"py-spy, every thread, {profile['samples']:,} samples at {profile['rate_hz']} Hz over "
+        f"the process's life (start-up included): {_n(profile.get('busy_threads_mean'), 2)} "
+        f"threads working on average; {_pct(profile.get('waiting_share'))} of the samples are "
+        "threads waiting (a pool thread on its queue, the event loop in select). Stacks: "
+        f"`results/{profile['file']}`.",
+        "",
+    ]
+    if profile.get("threads"):
         lines += _table(
-            ["function", "share of samples"],
-            [[f"`{name}`", _pct(share)] for name, share in profile["top_self"][:12]],
+            ["thread", "share of samples", "working"],
+            [[f"`{name}`", _pct(all_), _pct(busy)] for name, all_, busy in profile["threads"]],
         )
-        lines += ["bulkpush modules on the stack (inclusive):", ""]
-        lines += _table(
-            ["module", "share"],
-            [[f"`{m}`", _pct(s)] for m, s in profile["bulkpush_modules_inclusive"]],
-        )
-    elif profile and profile.get("skipped"):
-        lines += [f"Profile skipped: {profile['skipped']}", ""]
+    lines += _table(
+        ["working samples by leaf function (self time)", "share of samples"],
+        [[f"`{name}`", _pct(share)] for name, share in profile["top_self"][:10]],
+    )
+    lines += _table(
+        ["bulkpush module on the stack (inclusive)", "share"],
+        [[f"`{m}`", _pct(s)] for m, s in profile["bulkpush_modules_inclusive"][:8]],
+    )
     return lines
 
 

@@ -92,10 +92,13 @@ def run(ctx: Context) -> Scenario:
                 )
             rows[validation] = _summary(e2e, ceiling, stages)
         if ctx.profile:
-            ctx.progress("  throughput: one more end-to-end run (full) under py-spy")
-            rows["profile"] = profile_child(
-                [*base, "--validation", "full"], ctx.out / "profile-throughput.txt"
-            )
+            rows["profiles"] = {}
+            for validation in VALIDATIONS:
+                ctx.progress(f"  throughput: one more end-to-end run ({validation}) under py-spy")
+                rows["profiles"][validation] = profile_child(
+                    [*base, "--validation", validation],
+                    ctx.out / f"profile-throughput-{validation}.txt",
+                )
     scenario.figures = rows
     for validation in VALIDATIONS:
         row = rows[validation]
