@@ -257,6 +257,27 @@ async def test_sigterm_drains_checkpoints_and_exits(
     assert view.report()["read"] == 200_000
 
 
+async def test_a_second_signal_exits_at_once(
+    queue: JobQueue, spawn: Spawn, emulators: Any, tmp_path: Path
+) -> None:
+    emu = await emulators(products_rate=None, other_rate=None)
+    sid = emu.create_stream("second-signal")
+    cat = write_catalog(tmp_path / "c.ndjson", 3000)
+    # 300 requests at 5/s: the drain the first SIGTERM starts would take a minute.
+    job_id = await queue.submit(spec(emu, sid, cat, parts=1, max_products=10, rate=5.0))
+    worker = spawn()
+    await wait_for(queue, job_id, lambda v: v.parts[0].offset > v.parts[0].start)
+    worker.send_signal(signal.SIGTERM)
+    await asyncio.sleep(0.3)
+    assert worker.poll() is None  # draining
+    worker.send_signal(signal.SIGTERM)
+    assert await exited(worker, 10) == 130
+    assert uploaded(emu, sid) < 3000
+    view = await queue.get(job_id)
+    # Left as a dead worker leaves it: its lease runs out and another worker resumes it.
+    assert view.status == "running" and view.parts[0].status == "running"
+
+
 async def test_cancel_stops_the_job_and_the_worker_goes_on(
     queue: JobQueue, queue_url: str, spawn: Spawn, emulators: Any, tmp_path: Path
 ) -> None:

@@ -14,7 +14,7 @@ import pytest
 from bulkpush.emulator import EmulatorConfig
 from bulkpush.records import Chunk, Outcome, Record, Rejection
 from bulkpush.report import Report
-from bulkpush.worker.jobs import JobOptions, JobSpec, Target
+from bulkpush.worker.jobs import JOB_STATUSES, JobOptions, JobSpec, Target
 from bulkpush.worker.queue import JobQueue, Lease, LeaseState
 from bulkpush.worker.runner import Watermark, Worker
 
@@ -40,9 +40,11 @@ async def wait_status(
     raise AssertionError(f"job {job_id} not {statuses}: {view and view.to_json()}")
 
 
-async def run_worker(q: Any, job_id: str, *, limit: float = 30) -> Any:
+async def run_worker(
+    q: Any, job_id: str, *, limit: float = 30, worker: Worker | None = None
+) -> Any:
     """Run a worker on ``q`` until ``job_id`` is done or failed; stop it; return the job."""
-    worker = Worker(cast(JobQueue, q), poll_s=0.05, environ={"BP_TEST_TOKEN": TEST_TOKEN})
+    worker = worker or Worker(cast(JobQueue, q), poll_s=0.05, environ={"BP_TEST_TOKEN": TEST_TOKEN})
     task = asyncio.create_task(worker.run())
     try:
         return await wait_status(q, job_id, {"done", "failed"}, task, limit)
@@ -82,7 +84,8 @@ async def test_job_with_parts_lands_every_product_once(
             report=str(report_path),
         )
     )
-    view = await run_worker(q, job_id)
+    worker = Worker(q, poll_s=0.05, environ={"BP_TEST_TOKEN": TEST_TOKEN})
+    view = await run_worker(q, job_id, worker=worker)
     assert view.status == "done", view.error
     products = emu.products(sid)
     assert len(products) == 4995
@@ -96,6 +99,23 @@ async def test_job_with_parts_lands_every_product_once(
     assert len(rejected) == 5
     assert orjson.loads(report_path.read_bytes())["accepted"] == 4995
     assert not list(tmp_path.glob("rejects.ndjson.part*"))  # noqa: ASYNC240
+    # jobs show --json: the documented keys; its report has every key of push --report.
+    doc = orjson.loads(orjson.dumps(view.to_json()))
+    assert set(doc) == {
+        "id", "status", "error", "created", "finished", "sources", "target", "progress",
+        "report", "parts",
+    }  # fmt: skip
+    assert doc["status"] in JOB_STATUSES and doc["status"] == "done"
+    assert set(Report().to_dict()) <= set(doc["report"])
+    assert doc["target"] == {"stream": sid, "api_url": emu.url, "token_env": "BP_TEST_TOKEN"}
+    assert doc["progress"] == {"parts": 3, "parts_done": 3, "parts_running": 0, "fraction": 1.0}
+    assert [p["status"] for p in doc["parts"]] == ["done"] * 3
+    # The worker's metrics, per stream.
+    metrics = worker.metrics.render()[0].decode()
+    assert f'bulkpush_products_total{{result="accepted",stream="{sid}"}} 4995.0' in metrics
+    assert f'bulkpush_products_total{{result="rejected",stream="{sid}"}} 5.0' in metrics
+    assert f'bulkpush_parts_total{{status="done",stream="{sid}"}} 3.0' in metrics
+    assert f'bulkpush_throttled_total{{stream="{sid}"}} 0.0' in metrics
 
 
 async def test_failing_job_does_not_stop_others(
