@@ -12,7 +12,8 @@ Keys (``prefix`` defaults to ``bulkpush:``)::
 
 A worker takes an entry with ``XREADGROUP``; an entry left pending longer
 than the lease TTL (its worker died: heartbeats reset the idle time with
-``XCLAIM ... JUSTID``) is reclaimed by another worker with ``XAUTOCLAIM``.
+``XCLAIM ... JUSTID``) is reclaimed by another worker with ``XAUTOCLAIM``
+(following its cursor through the whole pending list).
 Every state change checks, in one Lua script, that the caller still owns
 the part, so a worker that lost its lease writes nothing more. A checkpoint
 is one ``HSET``.
@@ -217,16 +218,7 @@ class RedisQueue:
         await self._ensure_group()
         try:
             for _ in range(64):  # skip entries of cancelled/failed/finished jobs
-                entries: list[Any] = []
-                claimed = await self._r.xautoclaim(
-                    self.stream,
-                    GROUP,
-                    worker,
-                    min_idle_time=int(self.lease_ttl * 1000),
-                    start_id="0-0",
-                    count=1,
-                )
-                entries = list(claimed[1])
+                entries = await self._reclaim(worker)
                 if not entries:
                     got = await self._r.xreadgroup(
                         GROUP, worker, {self.stream: ">"}, count=1, block=200
@@ -251,6 +243,28 @@ class RedisQueue:
         except self._errors as exc:
             raise self._fail(exc) from exc
         return None
+
+    async def _reclaim(self, worker: str) -> list[Any]:
+        """One pending entry idle longer than the lease TTL (its worker died), claimed; or none.
+
+        ``XAUTOCLAIM`` looks at ``10 × COUNT`` pending entries a call and
+        returns a cursor: it is followed to the end, or a dead worker's part
+        behind ten live ones would never be reclaimed.
+        """
+        start = "0-0"
+        while True:
+            reply = await self._r.xautoclaim(
+                self.stream,
+                GROUP,
+                worker,
+                min_idle_time=int(self.lease_ttl * 1000),
+                start_id=start,
+                count=1,
+            )
+            cursor, claimed = reply[0], list(reply[1])
+            if claimed or cursor in ("0-0", b"0-0"):
+                return claimed
+            start = cursor
 
     async def _call(self, lease: Lease, op: str, *args: Any) -> str:
         p = lease.part

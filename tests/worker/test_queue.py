@@ -163,3 +163,22 @@ async def test_shared_pacer_spaces_requests_across_queues(queue_factory: Any) ->
     t1 = time.monotonic()
     await p2.acquire()
     assert time.monotonic() - t1 >= 0.35
+
+
+async def test_a_dead_workers_part_is_reclaimed_behind_many_live_ones(
+    queue_factory: Any, tmp_path: Path
+) -> None:
+    # Redis: XAUTOCLAIM looks at ten pending entries a call; the dead worker's
+    # part is the twelfth, so the reclaim must follow the cursor.
+    q = queue_factory(lease_ttl=0.5)
+    cat = write_catalog(tmp_path / "c.ndjson", 1200)
+    await q.submit(spec(cat, parts=12))
+    live = [await q.lease(f"live{i}") for i in range(11)]
+    dead = await q.lease("dead")
+    assert None not in live and dead is not None
+    await asyncio.sleep(0.7)
+    for lease in live:
+        assert await q.heartbeat(lease) == "ok"
+    taken = await q.lease("new")
+    assert taken is not None and taken.part.index == dead.part.index
+    assert await q.heartbeat(dead) == "lost"
