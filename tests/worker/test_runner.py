@@ -225,3 +225,24 @@ async def test_a_lost_cancellation_does_not_keep_a_finished_part_running(
     view = await run_worker(q, job_id, limit=20)
     assert q.lost == 1
     assert view.status == "done" and view.report()["accepted"] == 3000
+
+
+async def test_whole_file_parts_account_every_record(
+    queue_factory: Any, emulator_factory: Any, tmp_path: Path
+) -> None:
+    # A CSV row the reader itself rejects, and JSON records (all at offset -1):
+    # the part's committed report still counts each record once.
+    emu = await emulator_factory(FAST)
+    sid = emu.create_stream("worker-whole-files")
+    csv = tmp_path / "c.csv"
+    csv.write_bytes(b"id,t\n1,a\n2,b,extra\n3,c\n" + b"".join(b"%d,x\n" % i for i in range(4, 500)))
+    js = tmp_path / "c.json"
+    js.write_bytes(orjson.dumps([{"id": f"j{i}"} for i in range(700)] + [{"no": "id"}]))
+    q = queue_factory()
+    job_id = await q.submit(job(emu.url, csv, js, stream=sid, max_products=100))
+    view = await run_worker(q, job_id)
+    assert view.status == "done", view.error
+    report = view.report()
+    assert report["read"] == report["accepted"] + report["rejected"] and report["balanced"]
+    assert report["accepted"] == len(emu.products(sid))
+    assert (report["read"], report["accepted"], report["rejected"]) == (1200, 1198, 2)
