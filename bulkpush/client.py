@@ -349,7 +349,7 @@ class StreamClient:
             )
         pacer = self._pacers.get(stream)
         rate = opts.rate if opts.rate is not None else STREAM_API.products_rate_per_s * RATE_SAFETY
-        if pacer is None or pacer.rate != rate:
+        if pacer is None or pacer.target_rate != rate:
             pacer = self._pacers[stream] = self._pacer_factory(stream, rate)
         compression = opts.compression or CompressionOptions(
             codec="none" if stream_type == "referenced" else "gzip"
@@ -367,7 +367,7 @@ class StreamClient:
             content_encoding=compressor.content_encoding,
             build=build,
             pacer=pacer,
-            limit=AdaptiveLimit(opts.concurrency),
+            limit=AdaptiveLimit(opts.concurrency, rate=rate),
             policy=opts.retry,
             pinpoint=opts.pinpoint_rejects,
         )

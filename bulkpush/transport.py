@@ -24,6 +24,7 @@ import asyncio
 import collections
 import email.utils
 import logging
+import math
 import random
 import ssl
 import time
@@ -131,7 +132,9 @@ class RetryPolicy:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ConcurrencyOptions:
     """Requests in flight: found adaptively between ``initial`` and ``maximum``,
-    capped by ``inflight_bytes`` of request bodies held at once."""
+    capped by ``inflight_bytes`` of request bodies held at once. With a rate
+    limit the start is at least what keeps the rate while answers take 0.5 s
+    (``ceil(rate * 0.5)``, at most ``maximum``)."""
 
     initial: int = 4
     maximum: int = 64
@@ -235,10 +238,22 @@ class AdaptiveLimit:
     the limit, so the limit does not grow.
     """
 
+    # With a rate to keep, start with enough requests in flight to keep it while
+    # answers take this long (the API's answers take 100s of ms; AIMD finds more
+    # if needed): ramping up from ``initial`` costs seconds of a short push.
+    START_LATENCY_S = 0.5
+
     def __init__(
-        self, options: ConcurrencyOptions, *, clock: Callable[[], float] = time.monotonic
+        self,
+        options: ConcurrencyOptions,
+        *,
+        rate: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.limit = max(1, options.initial)
+        start = max(1, options.initial)
+        if rate is not None and rate <= 1000:
+            start = max(start, min(options.maximum, math.ceil(rate * self.START_LATENCY_S)))
+        self.limit = start
         self.maximum = max(self.limit, options.maximum)
         self.in_flight = 0
         self.waiting = 0

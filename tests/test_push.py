@@ -259,6 +259,12 @@ async def test_a_429_slows_the_stream_pacer_down(emu_factory: EmulatorFactory) -
             if isinstance(event, Outcome) and event.chunk.seq == 0:
                 emu.set_faults(sid, Faults(throttle_storm_s=0.3))
         pacer = client._pacers[sid]
+        slowed = pacer.rate
+        # The next push to the stream keeps the slowed pacer (the API's windows
+        # and the jitter are the same).
+        await asyncio.sleep(0.4)
+        await client.push(products[:10], stream=sid, options=opts)
+        assert client._pacers[sid] is pacer and pacer.rate == pytest.approx(slowed, rel=1e-3)
     assert pipeline.report.accepted == 400
     assert pipeline.report.throttled > 0
     # Paced requests answered 429 mean jitter bunched them: the pacer now runs

@@ -107,6 +107,17 @@ def test_pacer_slows_down_after_429_and_wins_it_back() -> None:
     assert unlimited.rate is None and unlimited.reserve() == 0.0
 
 
+def test_adaptive_limit_starts_with_enough_in_flight_for_the_rate() -> None:
+    options = ConcurrencyOptions()
+    assert AdaptiveLimit(options).limit == options.initial
+    # 29.25 requests/s answered after 0.5 s need 15 in flight from the start.
+    assert AdaptiveLimit(options, rate=29.25).limit == 15
+    assert AdaptiveLimit(ConcurrencyOptions(maximum=8), rate=29.25).limit == 8
+    assert AdaptiveLimit(ConcurrencyOptions(initial=20), rate=29.25).limit == 20
+    # A lifted limit (a huge rate) says nothing about latency: the plain start.
+    assert AdaptiveLimit(options, rate=1e6).limit == options.initial
+
+
 def test_backoff_is_full_jitter_and_capped() -> None:
     rng = random.Random(1)
     for attempt in range(1, 20):
