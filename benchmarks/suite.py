@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 import time
 import traceback
@@ -84,6 +85,30 @@ def _write_atomic(path: Path, text: str) -> None:
     tmp.replace(path)
 
 
+def _git() -> dict[str, Any]:
+    """The commit measured, and whether the package had uncommitted changes."""
+
+    def git(*args: str) -> str | None:
+        try:
+            proc = subprocess.run(
+                ["git", *args],
+                cwd=HERE.parent,
+                capture_output=True,
+                text=True,
+                timeout=10,
+                check=False,
+            )
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return proc.stdout.strip() if proc.returncode == 0 else None
+
+    status = git("status", "--porcelain", "--", "bulkpush")
+    return {
+        "commit": git("rev-parse", "--short", "HEAD"),
+        "bulkpush_dirty": None if status is None else bool(status),
+    }
+
+
 def _peak_rss_mb() -> float | None:
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
@@ -126,6 +151,10 @@ def main(argv: list[str] | None = None) -> int:
         except (OSError, ValueError):
             data = {}
     scenarios: dict[str, Any] = data.get("scenarios", {})
+    # Earlier invocations whose figures this file keeps (--only replaces some only).
+    history: list[dict[str, Any]] = data.get("history", [])
+    if data.get("suite"):
+        history = [data["suite"], *history][:10]
     started = datetime.now(UTC)
     ctx.progress(f"bulkpush benchmarks, {mode} mode, {runs} run(s) per figure: {args.names}")
     failed = False
@@ -145,6 +174,7 @@ def main(argv: list[str] | None = None) -> int:
         entry["measured_at"] = datetime.now(UTC).isoformat(timespec="seconds")
         entry["mode"] = mode
         entry["machine_load"] = load.finish()
+        entry["git"] = _git()
         scenarios[name] = entry
         met = sum(1 for x in entry["targets"] if x["met"])
         status = (
@@ -162,7 +192,9 @@ def main(argv: list[str] | None = None) -> int:
                 "scenarios_run": args.names,
                 "command": " ".join(["python -m benchmarks", *(argv or sys.argv[1:])]),
                 "driver_peak_rss_mb": _peak_rss_mb(),
+                "git": _git(),
             },
+            "history": history,
             "machine": machine(),
             "scenarios": {n: scenarios[n] for n in SCENARIOS if n in scenarios},
         }

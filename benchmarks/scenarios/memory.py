@@ -85,8 +85,17 @@ def run(ctx: Context) -> Scenario:
             f"= {ratio:.3f}x",
             note=""
             if ratio <= MAX_RATIO
-            else f"Peak RSS grows {ratio:.2f}x from the smallest to the largest catalog: "
-            "something holds per-product state (report, queues, the budget).",
+            else f"Peak RSS grows {ratio:.2f}x from the smallest to the largest catalog"
+            + (
+                f" ({rows[-1]['peak_rss_mb'] / rows[-2]['peak_rss_mb']:.2f}x from "
+                f"{rows[-2]['products']:,} to {rows[-1]['products']:,})"
+                if len(rows) > 2
+                else ""
+            )
+            + f": something grows with the number of products or requests (report, "
+            f"allocator fragmentation), and the {smallest['products']:,}-product push lasts "
+            f"{smallest['seconds']:.1f} s, which may end before the pipeline's queues and "
+            "in-flight budget are at their fullest.",
         )
     )
     scenario.targets.append(
