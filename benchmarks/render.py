@@ -259,8 +259,9 @@ def _profile(profile: dict[str, Any], validation: str) -> list[str]:
         f"py-spy, every thread, {profile['samples']:,} samples at {profile['rate_hz']} Hz over "
         f"the process's life (start-up included): {_n(profile.get('busy_threads_mean'), 2)} "
         f"threads working on average; {_pct(profile.get('waiting_share'))} of the samples are "
-        "threads waiting (a pool thread on its queue, the event loop in select). Stacks: "
-        f"`results/{profile['file']}`.",
+        "threads waiting (a pool thread on its queue, the event loop in select). Stacks "
+        f"(collapsed, for flamegraph tools): `results/{profile['file']}`, written by the run, "
+        "not committed.",
         "",
     ]
     if profile.get("threads"):
