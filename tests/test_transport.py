@@ -8,7 +8,9 @@ behaviour test of the push runs against the emulator.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import random
+import time
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -81,6 +83,25 @@ def test_pacer_after_idle_does_not_bank_slots() -> None:
     clock.now += 60  # idle for a minute
     waits = [pacer.reserve() for _ in range(3)]
     assert waits == pytest.approx([0.0, 1 / 30, 2 / 30])
+
+
+async def test_pacer_keeps_requests_apart_after_a_late_wake_up() -> None:
+    pacer = Pacer(100.0)  # slots 10 ms apart
+    sent: list[float] = []
+
+    async def one() -> None:
+        await pacer.acquire()
+        sent.append(time.monotonic())
+
+    tasks = [asyncio.create_task(one()) for _ in range(4)]
+    await asyncio.sleep(0)  # the four have taken slots at 0, 10, 20 and 30 ms
+    time.sleep(0.06)  # noqa: ASYNC251 - the event loop is busy: every slot passes meanwhile
+    await asyncio.gather(*tasks)
+    gaps = [b - a for a, b in itertools.pairwise(sent)]
+    # Late, but never a burst: each at least an interval after the one before
+    # (a lower bound only: a slow machine makes the gaps longer, never shorter).
+    assert len(gaps) == 3
+    assert all(g >= 0.0099 for g in gaps), gaps
 
 
 def test_pacer_slows_down_after_429_and_wins_it_back() -> None:
