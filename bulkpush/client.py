@@ -387,4 +387,8 @@ class StreamClient:
 
 
 def _local_pacer(stream: str, rate: float) -> Pacer:
-    return Pacer(rate)
+    # Below the published limit, also never more than it in any second (the
+    # API counts fixed one-second windows); a rate above it is the user's
+    # word that the limit does not apply (an emulator with limits lifted).
+    limit = STREAM_API.products_rate_per_s
+    return Pacer(rate, window_limit=int(limit) if rate <= limit else None)
