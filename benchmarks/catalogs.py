@@ -25,6 +25,9 @@ Kind = Literal["regular", "small"]
 
 DEFAULT_CACHE = Path(__file__).resolve().parent / ".cache"
 SEED = 1
+# Part of the cache key: bump it when bulkpush.samples changes what it writes
+# (2: descriptions drawn from a long Zipf text instead of 512 repeated ones).
+GENERATION = 2
 
 
 def cache_dir() -> Path:
@@ -36,7 +39,7 @@ def catalog(n: int, kind: Kind = "regular", *, seed: int = SEED) -> Path:
     """The path of a cached NDJSON catalog of ``n`` products, generated when absent."""
     directory = cache_dir()
     directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"{kind}-{n}-seed{seed}.ndjson"
+    path = directory / f"{kind}-{n}-seed{seed}-g{GENERATION}.ndjson"
     if path.exists():
         return path
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
