@@ -17,28 +17,31 @@ once), and a pure-Python thread kept ~55% of its speed while the other
 compressed (it gets 0% while a call holds the GIL). stdlib ``zlib`` likewise
 (1.7-2.0x).
 
-Default level, measured on a 9.85 MB NDJSON body of 10,000 realistic ~1 KB
-products (20 attributes: titles, descriptions, prices, URLs, GTINs), one
-thread, MB/s of input and ratio = input / output:
+Default level, measured by the benchmark suite (``benchmarks/RESULTS.md``,
+section 5) on a 10 MB NDJSON body of 10,000 sample products of about 1 KB
+(20 attributes; descriptions from a 3,000-word Zipf vocabulary, so the
+ratio is that of real catalogs), one thread, MB/s of input and ratio =
+input / output:
 
 ==========  ========  =====
 level       MB/s      ratio
 ==========  ========  =====
-isal 0      680       3.58
-isal 1      645       4.02
-isal 2      620       4.07
-isal 3      310       4.12
-zlib 1      124       3.79
-zlib 6      31        5.08
+isal 0      676       3.54
+isal 1      641       3.84
+isal 2      623       3.94
+isal 3      384       4.04
+zlib 1      117       3.78
+zlib 6      46        4.69
 ==========  ========  =====
 
-The default is isal level 1: 95% of level 0's speed for 11% fewer bytes on
-the wire, where level 2 (ISA-L's own default) buys 1% more for 4% less speed
-and level 3 halves the speed. At the 300,000 products/s ceiling (~300 MB/s
-of ~1 KB products) level 1 needs about half of one core, leaving the rest for
-reading and validation. Without isal the default is zlib level 1 (4x faster
-than level 6 for a 25% larger body: a sender held to 30 requests/s is bound
-by CPU long before it is bound by bandwidth).
+The default is isal level 2 (ISA-L's own default): within 3 % of level 1's
+speed (the timings' noise on a shared machine) for 2.5 % fewer bytes on the
+wire, which matters too at the API's ceiling (300,000 products/s is about
+80 MB/s compressed per stream); level 3 costs 40 % of the speed for 2.5 %
+more. At that ceiling level 2 needs under half of one core, leaving the rest
+for reading and validation. Without isal the default is zlib level 1 (2.5x
+faster than level 6 for a 20 % larger body: a sender held to 30 requests/s
+is bound by CPU long before it is bound by bandwidth).
 """
 
 from __future__ import annotations
@@ -61,6 +64,7 @@ except ImportError:  # pragma: no cover - isal is a dependency; the fallback is 
 
 __all__ = [
     "BACKEND",
+    "DEFAULT_LEVEL",
     "Codec",
     "CompressionOptions",
     "Compressor",
@@ -70,11 +74,14 @@ __all__ = [
 Codec = Literal["gzip", "none"]
 
 _GZIP_WBITS = 16 + zlib.MAX_WBITS
-_ISAL_DEFAULT_LEVEL = 1
+_ISAL_DEFAULT_LEVEL = 2
 _ZLIB_DEFAULT_LEVEL = 1
 
 BACKEND: str = "isal" if _isal_zlib is not None else "zlib"
 """The gzip backend in use: ``"isal"`` or ``"zlib"``."""
+
+DEFAULT_LEVEL: int = _ISAL_DEFAULT_LEVEL if _isal_zlib is not None else _ZLIB_DEFAULT_LEVEL
+"""The backend's gzip level when none is given (see the module docstring)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

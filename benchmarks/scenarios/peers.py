@@ -33,6 +33,7 @@ from benchmarks.common import (
 )
 from benchmarks.scenarios.rate import analyse
 from benchmarks.server import BenchServer, ServerConfig
+from bulkpush.compression import BACKEND, DEFAULT_LEVEL
 from bulkpush.transport import ConcurrencyOptions
 
 PEERS = ("es_async_streaming_bulk", "es_parallel_bulk", "naive")
@@ -105,8 +106,8 @@ def run(ctx: Context) -> Scenario:
         title="Peers in the same run",
         settings={
             "chunk_products": CHUNK,
-            "compression": "gzip (each client's own: bulkpush isal level 1; the peers "
-            "gzip.compress, stdlib level 9)",
+            "compression": f"gzip (each client's own: bulkpush {BACKEND} level "
+            f"{DEFAULT_LEVEL}; the peers gzip.compress, stdlib level 9)",
             "runs": ctx.runs,
             "clients": ["bulkpush", *PEERS],
         },

@@ -30,6 +30,7 @@ from benchmarks.common import (
 )
 from benchmarks.profiling import profile_child
 from benchmarks.server import BenchServer, ServerConfig
+from bulkpush.compression import BACKEND, DEFAULT_LEVEL
 
 TARGET_SHARE = 0.90
 STAGE_PRODUCTS = 50_000
@@ -50,7 +51,7 @@ def run(ctx: Context) -> Scenario:
             "server": config.describe(),
             "catalog": describe(path),
             "chunk_products": 10_000,
-            "compression": "gzip (bulkpush default: isal level 1)",
+            "compression": f"gzip (bulkpush default: {BACKEND} level {DEFAULT_LEVEL})",
             "client_rate": "lifted (PushOptions(rate=1e6))",
             "runs": runs,
         },
