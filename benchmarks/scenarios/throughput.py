@@ -13,6 +13,7 @@ thread) show where the ceiling's CPU goes.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from benchmarks.catalogs import catalog, describe
@@ -92,6 +93,39 @@ def run(ctx: Context) -> Scenario:
                     f"ceiling {c['products_per_s']:,.0f}/s"
                 )
             rows[validation] = _summary(e2e, ceiling, stages)
+        # The same end-to-end runs with the server at the lowest CPU priority: on
+        # 2 cores the server's share is CPU the ceiling run has to itself; this
+        # shows what is left when the client gets the cores first (as when the
+        # API is on another machine).
+        with BenchServer(replace(config, nice=19)) as niced:
+            nsid = niced.create_stream("throughput niced")
+            for validation in VALIDATIONS:
+                nargs = [
+                    "-m", "benchmarks.bulkpush_run", "--url", niced.url, "--catalog",
+                    str(path), "--stream", nsid, "--rate", str(LIFTED_RATE),
+                    "--validation", validation,
+                ]  # fmt: skip
+                pps = []
+                for r in range(runs):
+                    e = run_child(nargs)
+                    pps.append(e["products_per_s"])
+                    ctx.progress(
+                        f"  throughput ({validation}), server at nice 19, run {r + 1}/{runs}: "
+                        f"end to end {e['products_per_s']:,.0f}/s"
+                    )
+                row = rows[validation]
+                row["e2e_server_niced_products_per_s"] = median(pps)
+                ceiling_pps = row["ceiling_products_per_s"]
+                row["share_of_ceiling_server_niced"] = (
+                    median(pps) / ceiling_pps if ceiling_pps else None
+                )
+                scenario.notes.append(
+                    f"Validation {validation}, server at nice 19 (the client gets the cores "
+                    f"first, as with the API on another machine): end to end "
+                    f"{median(pps):,.0f} products/s = "
+                    f"{pct_floor(row['share_of_ceiling_server_niced'] or 0.0)} of the ceiling "
+                    f"(median of {runs})."
+                )
         if ctx.profile:
             rows["profiles"] = {}
             for validation in VALIDATIONS:
