@@ -146,10 +146,15 @@ def run(ctx: Context) -> Scenario:
             note = (
                 f"End to end is {pct_floor(share)} of the ceiling, "
                 f"{100 * (TARGET_SHARE - share):.1f} points short. "
-                f"During the end-to-end runs the client used {client_cores:.2f} cores and the "
-                f"server {server_cores:.2f} of this machine's 2, so the server takes CPU the "
-                "ceiling run has to itself; the rest is the cost of HTTP and of waiting for "
-                "answers (see the profile)."
+                f"The client used {client_cores:.2f} cores and the server {server_cores:.2f} "
+                "of this machine's 2: neither is out of cores. The client process is bound by "
+                "its GIL: the reader thread (read, validate, chunk, encode; pure Python) is "
+                "the bottleneck, and the event loop's HTTP work per request (`MainThread` in "
+                "the profile) takes the GIL from it, which the ceiling run (no HTTP) does not "
+                "pay. The runs with the server at nice 19 (notes) are no faster, so it is not "
+                "the server's share of the cores. Closing the gap needs validation outside "
+                "this GIL; validation in worker processes was tried and lost on 2 cores "
+                "(README, Performance)."
             )
         scenario.targets.append(
             Target(
