@@ -71,8 +71,9 @@ StreamType = Literal["chunked", "referenced"]
 # counts requests in fixed one-second windows; spacing requests exactly 1/30 s
 # apart lets jitter (network, a busy machine) push a 31st into one window. A
 # window receives at most 30 while jitter stays under 30 x interval - 1 s:
-# 20 ms at 98 %, 26 ms at 97.5 %. The benchmark (4 streams from one process on
-# a shared 2-core machine) saw a few 429s at 98 % and none at 97.5 %.
+# 20 ms at 98 %, 26 ms at 97.5 %. The pacer's own cap (30 in any 1.02 s, see
+# transport.Pacer) stops bursts after a busy event loop; together they gave
+# zero 429s on 4 streams from one process at 97.5 % (benchmarks/RESULTS.md).
 RATE_SAFETY = 0.975
 
 PayloadBuilder = Callable[[Chunk], Awaitable[bytes]]
