@@ -71,9 +71,10 @@ class PushOptions:
     ``rate`` is requests per second on ``/products`` for this stream; None
     means 97.5 % of the published 30/s (slower for a while after a 429).
     ``request_bytes`` is the body size (before compression) a chunk is cut
-    at; None picks 16 MB for chunked and 50 MB for referenced streams. ``referenced_min_bytes``
-    exists so tests can use small referenced catalogs against an emulator
-    configured the same way. ``compression`` None means gzip (ISA-L level 2)
+    at; None picks 16 MB for chunked and 50 MB for referenced streams.
+    ``referenced_min_bytes`` exists so tests can use small referenced
+    catalogs against an emulator configured the same way.
+    ``compression`` None means gzip (ISA-L level 2)
     for chunked streams and none for referenced streams: the reference does
     not say whether a referenced request's 10 MB minimum counts the body
     before or after gzip, and an uncompressed body meets it either way.

@@ -179,9 +179,10 @@ class Pacer:
     # per 1,000 requests, so a single 429 costs little and a noisy network
     # settles where its jitter fits.
     SLOW_DOWN = 0.99
-    WINDOW_MARGIN_S = 0.02
     FLOOR = 0.90
     RECOVER = 0.00001
+    # With ``window_limit``: the jitter the API's clock may add (see acquire).
+    WINDOW_MARGIN_S = 0.02
 
     def __init__(
         self,

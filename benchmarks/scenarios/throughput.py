@@ -66,12 +66,16 @@ def run(ctx: Context) -> Scenario:
         ],
     )
     rows: dict[str, Any] = {}
-    with BenchServer(config) as server:
-        sid = server.create_stream("throughput")
-        base = [
+
+    def push_args(server: BenchServer, name: str) -> list[str]:
+        sid = server.create_stream(name)
+        return [
             "-m", "benchmarks.bulkpush_run", "--url", server.url, "--catalog", str(path),
             "--stream", sid, "--rate", str(LIFTED_RATE),
         ]  # fmt: skip
+
+    with BenchServer(config) as server:
+        base = push_args(server, "throughput")
         for validation in VALIDATIONS:
             args = [*base, "--validation", validation]
             e2e: list[dict[str, Any]] = []
@@ -98,13 +102,9 @@ def run(ctx: Context) -> Scenario:
         # shows what is left when the client gets the cores first (as when the
         # API is on another machine).
         with BenchServer(replace(config, nice=19)) as niced:
-            nsid = niced.create_stream("throughput niced")
+            niced_base = push_args(niced, "throughput niced")
             for validation in VALIDATIONS:
-                nargs = [
-                    "-m", "benchmarks.bulkpush_run", "--url", niced.url, "--catalog",
-                    str(path), "--stream", nsid, "--rate", str(LIFTED_RATE),
-                    "--validation", validation,
-                ]  # fmt: skip
+                nargs = [*niced_base, "--validation", validation]
                 pps = []
                 for r in range(runs):
                     e = run_child(nargs)
