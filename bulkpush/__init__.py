@@ -1,20 +1,44 @@
-"""bulkpush: push product catalogs into product-data platforms, fast, losing nothing."""
+"""bulkpush: push product catalogs into product-data platforms, fast, losing nothing.
+
+The curated public API: every type a caller passes or receives. The names
+are listed in the README ("Public API"); ``tests/test_public_api.py`` pins
+``__all__`` to that list.
+"""
 
 from __future__ import annotations
 
+from bulkpush._concurrency import ConcurrencyOptions
+from bulkpush._engine import Engine, PacerFactory
+from bulkpush._http import HttpTransport, Request, Response, Secret, TransportOptions
+from bulkpush._options import PushOptions, StreamType
+from bulkpush._quota import Pacer, Quota, Window
+from bulkpush._retry import (
+    Delivered,
+    Executor,
+    Fatal,
+    ItemError,
+    Retry,
+    RetryPolicy,
+    Split,
+    Verdict,
+)
+from bulkpush._target import Plan, Target
 from bulkpush._version import __version__
-from bulkpush.client import PushOptions, StreamClient
+from bulkpush.client import StreamClient
 from bulkpush.compression import CompressionOptions
 from bulkpush.errors import (
     APIError,
     AuthError,
     BulkpushError,
     CatalogTooSmall,
+    ChunkFailed,
     ConfigError,
     Conflict,
     InvalidRequest,
     NotFound,
     PayloadTooLarge,
+    QueueError,
+    QuotaExhausted,
     RateLimited,
     RequestTimeout,
     RetriesExhausted,
@@ -25,47 +49,85 @@ from bulkpush.errors import (
     StreamLocked,
     TransportError,
 )
-from bulkpush.limits import PLATFORM, STREAM_API, PlatformApiLimits, StreamApiLimits
+from bulkpush.limits import STREAM_API, StreamApiLimits
+from bulkpush.pipeline import Event, Pipeline, RecordHook, Source
 from bulkpush.records import Chunk, Outcome, Record, Rejection, Unattributed
 from bulkpush.report import Report
-from bulkpush.transport import ConcurrencyOptions, RetryPolicy, TransportOptions
+from bulkpush.sources import FileRange
+from bulkpush.targets.productsup_stream import (
+    Batch,
+    DeleteResult,
+    Stream,
+    StreamManager,
+    StreamTarget,
+)
 from bulkpush.validation import ValidationOptions
 
 __all__ = [
-    "PLATFORM",
     "STREAM_API",
     "APIError",
     "AuthError",
+    "Batch",
     "BulkpushError",
     "CatalogTooSmall",
     "Chunk",
+    "ChunkFailed",
     "CompressionOptions",
     "ConcurrencyOptions",
     "ConfigError",
     "Conflict",
+    "DeleteResult",
+    "Delivered",
+    "Engine",
+    "Event",
+    "Executor",
+    "Fatal",
+    "FileRange",
+    "HttpTransport",
     "InvalidRequest",
+    "ItemError",
     "NotFound",
     "Outcome",
+    "Pacer",
+    "PacerFactory",
     "PayloadTooLarge",
-    "PlatformApiLimits",
+    "Pipeline",
+    "Plan",
     "PushOptions",
+    "QueueError",
+    "Quota",
+    "QuotaExhausted",
     "RateLimited",
     "Record",
+    "RecordHook",
     "Rejection",
     "Report",
+    "Request",
     "RequestTimeout",
+    "Response",
     "RetriesExhausted",
+    "Retry",
     "RetryPolicy",
     "RunStopped",
+    "Secret",
     "ServerError",
+    "Source",
     "SourceError",
+    "Split",
+    "Stream",
     "StreamApiLimits",
     "StreamClient",
     "StreamDisabled",
     "StreamLocked",
+    "StreamManager",
+    "StreamTarget",
+    "StreamType",
+    "Target",
     "TransportError",
     "TransportOptions",
     "Unattributed",
     "ValidationOptions",
+    "Verdict",
+    "Window",
     "__version__",
 ]

@@ -18,6 +18,7 @@ from typing import Any, Literal, NoReturn, TypeVar
 import click
 import orjson
 
+from bulkpush._http import TransportOptions
 from bulkpush._version import __version__
 from bulkpush.cli_options import Connection, connection_options, push_options, stream_options
 from bulkpush.client import StreamClient
@@ -33,7 +34,6 @@ from bulkpush.errors import (
 from bulkpush.progress import make_progress
 from bulkpush.report import Report
 from bulkpush.sources import open_source
-from bulkpush.transport import TransportOptions
 from bulkpush.worker.jobs import JobOptions
 
 EXIT_OK = 0

@@ -23,6 +23,8 @@ Hierarchy::
     │   ├── PayloadTooLarge      413 (split the chunk)
     │   └── ServerError          5xx (retriable)
     ├── RetriesExhausted         a request kept failing until its attempts or deadline ran out
+    ├── QuotaExhausted           an API quota window is used up for longer than a request may wait
+    ├── ChunkFailed              a chunk could not be delivered and the run must stop
     ├── QueueError               the worker's job queue failed or holds something malformed
     └── RunStopped               the run stopped early; ``report`` has the accounting
 
@@ -39,12 +41,14 @@ __all__ = [
     "AuthError",
     "BulkpushError",
     "CatalogTooSmall",
+    "ChunkFailed",
     "ConfigError",
     "Conflict",
     "InvalidRequest",
     "NotFound",
     "PayloadTooLarge",
     "QueueError",
+    "QuotaExhausted",
     "RateLimited",
     "RequestTimeout",
     "RetriesExhausted",
@@ -189,6 +193,32 @@ class RetriesExhausted(BulkpushError):
         super().__init__(message)
         self.last = last
         self.attempts = attempts
+
+
+class ChunkFailed(BulkpushError):
+    """Raised when a chunk could not be delivered and the run must stop.
+
+    ``outcome`` (an :class:`~bulkpush.records.Outcome`) holds what was spent
+    on it with its records counted as ``not_sent``; ``cause`` is the error
+    that stops the run.
+    """
+
+    def __init__(self, message: str, *, outcome: Any, cause: BulkpushError) -> None:
+        super().__init__(message)
+        self.outcome = outcome
+        self.cause = cause
+
+
+class QuotaExhausted(BulkpushError):
+    """Raised when an API's request quota is used up for longer than a request may wait.
+
+    ``wait_s`` is how long until the quota lets the next request go (a
+    monthly quota can take weeks): the run stops rather than sleeping.
+    """
+
+    def __init__(self, message: str, *, wait_s: float) -> None:
+        super().__init__(message)
+        self.wait_s = wait_s
 
 
 class QueueError(BulkpushError):

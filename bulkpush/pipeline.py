@@ -32,18 +32,17 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterat
 from dataclasses import dataclass, field
 from typing import IO, Any, Protocol
 
+from bulkpush._concurrency import ByteBudget
 from bulkpush.chunking import BodyFormat, Chunker, encode_body
 from bulkpush.compression import Compressor
-from bulkpush.errors import BulkpushError, RunStopped, SourceError
+from bulkpush.errors import BulkpushError, ChunkFailed, RunStopped, SourceError
 from bulkpush.progress import Progress, make_progress
 from bulkpush.records import Chunk, Outcome, Record, Rejection
 from bulkpush.report import RejectsWriter, Report
 from bulkpush.sources import FileRange, Format, iter_objects, iter_records
-from bulkpush.transport import ByteBudget
 from bulkpush.validation import Validator
 
 __all__ = [
-    "ChunkFailed",
     "Event",
     "Pipeline",
     "PipelineSettings",
@@ -61,28 +60,12 @@ RecordHook = Callable[[Record], None]
 _STEP_RECORDS = 20_000
 
 
-class ChunkFailed(BulkpushError):
-    """Raised when a chunk could not be delivered and the run must stop.
-
-    ``outcome`` holds what was spent on it with its records counted as
-    ``not_sent``; ``cause`` is the error that stops the run.
-    """
-
-    def __init__(self, message: str, *, outcome: Outcome, cause: BulkpushError) -> None:
-        super().__init__(message)
-        self.outcome = outcome
-        self.cause = cause
-
-
 class Sender(Protocol):
     """What the pipeline needs of a target: send one chunk's payload.
 
     Returns one outcome per request that carried the chunk's products (a 413
     split makes two); raises :class:`ChunkFailed` when the run must stop.
     """
-
-    pinpoint_requests: int
-    pinpoint_bytes: int
 
     async def send(self, chunk: Chunk, payload: bytes) -> list[Outcome]: ...
 
@@ -311,7 +294,6 @@ class Pipeline:
             if rejects is not None:
                 rejects.close()
                 self.report.set_rejects_file(rejects.path, rejects.count)
-            self.report.add_pinpoint_cost(self.sender.pinpoint_requests, self.sender.pinpoint_bytes)
             stopped = str(self.stop_cause) if self.stop_cause is not None else None
             self.report.finish(stopped=stopped)
         if self.stop_cause is not None:
@@ -353,6 +335,8 @@ class Pipeline:
         def account(outcomes: list[Outcome]) -> None:
             for outcome in outcomes:
                 report.add_outcome(outcome)
+                if outcome.pinpoint_requests:
+                    report.add_pinpoint_cost(outcome.pinpoint_requests, outcome.pinpoint_bytes)
                 if rejects is not None:
                     rejects.write_all(outcome.rejections)
                 progress.advance(

@@ -99,12 +99,6 @@ class Chunk:
     def __len__(self) -> int:
         return len(self.records)
 
-    def record_at(self, request_line: int) -> Record | None:
-        """The record at 1-based ``request_line`` of this chunk's request, or None."""
-        if 1 <= request_line <= len(self.records):
-            return self.records[request_line - 1]
-        return None
-
     @property
     def first(self) -> Record:
         return self.records[0]
@@ -139,7 +133,8 @@ class Outcome:
     ``accepted + len(rejections) + unattributed_count + not_sent == len(chunk)``.
     ``status`` is the final HTTP status (0 when no answer was ever received).
     ``attempts`` counts every request made for this chunk, the first included;
-    ``throttled`` how many of them were answered 429.
+    ``throttled`` how many of them were answered 429; ``pinpoint_requests``
+    and ``pinpoint_bytes`` what finding its unnamed rejections cost.
     """
 
     chunk: Chunk
@@ -153,6 +148,8 @@ class Outcome:
     throttled: int = 0
     bytes_sent: int = 0
     error: str | None = None
+    pinpoint_requests: int = 0
+    pinpoint_bytes: int = 0
 
     @property
     def unattributed_count(self) -> int:

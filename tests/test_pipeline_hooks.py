@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from bulkpush import Pacer, Quota
 from bulkpush.client import PushOptions, StreamClient
 from bulkpush.emulator import EmulatorConfig
 from bulkpush.records import Outcome, Record, Rejection
 from bulkpush.sources import FileRange, split_ranges
-from bulkpush.transport import Pacer
 
 from .conftest import TEST_TOKEN, EmulatorFactory
 
@@ -106,8 +106,8 @@ async def test_pacer_factory_makes_one_pacer_per_stream_and_rate(
     sid = emu.create_stream("hooks-pacer")
     made: list[tuple[str, float]] = []
 
-    def factory(stream: str, rate: float) -> Pacer:
-        made.append((stream, rate))
+    def factory(quota: Quota, rate: float) -> Pacer:
+        made.append((quota.key, rate))
         return Pacer(rate)
 
     products = [{"id": str(i)} for i in range(10)]
@@ -115,4 +115,5 @@ async def test_pacer_factory_makes_one_pacer_per_stream_and_rate(
         await client.push(products, stream=sid, options=PushOptions(rate=200.0))
         await client.push(products, stream=sid, options=PushOptions(rate=200.0))
         await client.push(products, stream=sid, options=PushOptions(rate=100.0))
-    assert made == [(sid, 200.0), (sid, 100.0)]
+    key = f"productsup-stream:{sid}:products"
+    assert made == [(key, 200.0), (key, 100.0)]

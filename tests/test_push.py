@@ -21,6 +21,7 @@ from typing import Any
 import orjson
 import pytest
 
+from bulkpush import ConcurrencyOptions, Pacer, RetryPolicy
 from bulkpush.client import PushOptions, StreamClient
 from bulkpush.compression import CompressionOptions
 from bulkpush.emulator import Emulator, EmulatorConfig, Faults
@@ -37,7 +38,6 @@ from bulkpush.progress import LiveProgress
 from bulkpush.records import Outcome, Rejection
 from bulkpush.report import Report
 from bulkpush.samples import iter_products, write_catalog
-from bulkpush.transport import ConcurrencyOptions, Pacer, RetryPolicy
 from bulkpush.validation import ValidationOptions
 
 TOKEN = "test-token-S3CR3T-value"
@@ -251,21 +251,22 @@ async def test_faults_lose_nothing(
 async def test_a_429_slows_the_stream_pacer_down(emu_factory: EmulatorFactory) -> None:
     emu = await emu_factory()
     sid = emu.create_stream("slowed", "chunked")
-    products = list(iter_products(400, seed=5, size="small"))
+    products = list(iter_products(800, seed=5, size="small"))
     opts = PushOptions(max_products_per_request=50, retry=fast_retry())
     async with StreamClient(token=TOKEN, api_url=emu.url) as client:
         pipeline = await client.open_push(products, stream=sid, options=opts)
         async for event in pipeline.events():
             if isinstance(event, Outcome) and event.chunk.seq == 0:
                 emu.set_faults(sid, Faults(throttle_storm_s=0.3))
-        pacer = client._pacers[sid]
+        pacer = pipeline.sender.pacer  # type: ignore[attr-defined]
         slowed = pacer.rate
         # The next push to the stream keeps the slowed pacer (the API's windows
         # and the jitter are the same).
         await asyncio.sleep(0.4)
-        await client.push(products[:10], stream=sid, options=opts)
-        assert client._pacers[sid] is pacer and pacer.rate == pytest.approx(slowed, rel=1e-3)
-    assert pipeline.report.accepted == 400
+        again = await client.open_push(products[:10], stream=sid, options=opts)
+        await again.run()
+        assert again.sender.pacer is pacer and pacer.rate == pytest.approx(slowed, rel=1e-3)
+    assert pipeline.report.accepted == 800
     assert pipeline.report.throttled > 0
     # Paced requests answered 429 mean jitter bunched them: the pacer now runs
     # slower than it was asked to, and not below its floor.

@@ -1,4 +1,4 @@
-"""The HTTP layer alone: pacing, AIMD, byte budget, header parsing, error mapping.
+"""The HTTP layer and the retry executor: pacing, AIMD, byte budget, headers, errors.
 
 The transport is exercised against a scripted aiohttp server on loopback
 (aioresponses does not support aiohttp 3.14's ClientResponse); every
@@ -16,6 +16,16 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from bulkpush._concurrency import AdaptiveLimit, ByteBudget, ConcurrencyOptions
+from bulkpush._http import HttpTransport, Request, Response, Secret, TransportOptions
+from bulkpush._quota import Pacer, Window
+from bulkpush._retry import (
+    Executor,
+    RetryPolicy,
+    backoff_delay,
+    error_for_status,
+    rate_limit_wait,
+)
 from bulkpush.errors import (
     AuthError,
     Conflict,
@@ -25,20 +35,6 @@ from bulkpush.errors import (
     ServerError,
     StreamDisabled,
     TransportError,
-)
-from bulkpush.transport import (
-    AdaptiveLimit,
-    ByteBudget,
-    ConcurrencyOptions,
-    HttpTransport,
-    Pacer,
-    Response,
-    RetryPolicy,
-    Secret,
-    TransportOptions,
-    backoff_delay,
-    error_for_status,
-    rate_limit_wait,
 )
 
 TOKEN = "tok-SECRET-123"
@@ -63,15 +59,15 @@ def test_pacer_spaces_evenly_and_never_bursts() -> None:
     assert sum(1 for s in starts if clock.now <= s < clock.now + 1.0 - 1e-9) == 30
 
 
-def test_pacer_pause_until_pushes_the_next_slot() -> None:
+async def test_pacer_pause_until_pushes_the_next_slot() -> None:
     clock = FakeClock()
     pacer = Pacer(10.0, clock=clock)
     assert pacer.reserve() == 0.0
-    pacer.pause_until(clock.now + 2.5)
+    await pacer.pause_until(clock.now + 2.5)
     assert pacer.reserve() == pytest.approx(2.5)
     assert pacer.reserve() == pytest.approx(2.6)
     # A pause in the past changes nothing.
-    pacer.pause_until(clock.now - 10)
+    await pacer.pause_until(clock.now - 10)
     assert pacer.reserve() == pytest.approx(2.7)
 
 
@@ -88,7 +84,7 @@ async def test_pacer_never_lets_more_than_the_window_limit_go_in_a_second() -> N
     # 100/s with a limit of 5 per second: the rate alone would send 10 in the
     # first 100 ms; the window holds the sixth back until a second (plus the
     # margin) after the first, however late the event loop wakes up.
-    pacer = Pacer(100.0, window_limit=5)
+    pacer = Pacer(100.0, windows=[Window(5, 1.0)])
     sent: list[float] = []
 
     async def one() -> None:
@@ -103,8 +99,8 @@ async def test_pacer_never_lets_more_than_the_window_limit_go_in_a_second() -> N
     # A lower bound only: a slow machine makes the waits longer, never shorter.
     assert sent[5] - sent[0] >= span - 1e-3
     assert sent[6] - sent[1] >= span - 1e-3
-    # Without a window limit the pacer only spaces by the rate.
-    assert Pacer(100.0).window_limit is None
+    # Without a window the pacer only spaces by the rate.
+    assert Pacer(100.0).windows == ()
 
 
 def test_pacer_slows_down_after_429_and_wins_it_back() -> None:
@@ -224,7 +220,8 @@ def test_error_for_status_maps_and_quotes_the_api() -> None:
     assert "x=1" not in str(err)  # paths only, never the query string
     assert isinstance(error_for_status(Response(401, {}, b"", "GET", "http://h/s")), AuthError)
     assert isinstance(
-        error_for_status(Response(403, {}, b"", "POST", "http://h/s"), upload=True), StreamDisabled
+        error_for_status(Response(403, {}, b"", "POST", "http://h/s"), StreamDisabled),
+        StreamDisabled,
     )
     assert isinstance(error_for_status(Response(503, {}, b"", "GET", "http://h/s")), ServerError)
     rl = error_for_status(Response(429, {"Retry-After": "2"}, b"", "GET", "http://h/s"))
@@ -307,31 +304,47 @@ async def test_transport_does_not_follow_redirects(server: Server) -> None:
     assert len(seen) == 1
 
 
-async def test_call_retries_5xx_then_gives_up_with_the_count(server: Server) -> None:
+GET = Request(method="GET", path="/s")
+
+
+async def test_executor_retries_5xx_then_gives_up_with_the_count(server: Server) -> None:
     url, script, seen = server
     policy = RetryPolicy(max_attempts=3, backoff_base_s=0.001, backoff_max_s=0.002)
     script.extend([(503, {}, b'{"errors":[{"title":"down"}]}')] * 3)
     async with HttpTransport(url) as t:
         with pytest.raises(RetriesExhausted) as info:
-            await t.call("GET", "/s", policy=policy)
+            await Executor(t, policy=policy).execute(GET)
     assert info.value.attempts == 3 and len(seen) == 3
     assert isinstance(info.value.last, ServerError)
 
 
-async def test_call_waits_out_a_429_and_succeeds(server: Server) -> None:
+async def test_executor_does_not_resend_a_non_idempotent_request_after_a_5xx(
+    server: Server,
+) -> None:
+    url, script, seen = server
+    policy = RetryPolicy(max_attempts=5, backoff_base_s=0.001, backoff_max_s=0.002)
+    script.extend([(503, {}, b"")] * 3)
+    create = Request(method="POST", path="/streams", body=b"{}", idempotent=False)
+    async with HttpTransport(url) as t:
+        with pytest.raises(ServerError):
+            await Executor(t, policy=policy).execute(create)
+    assert len(seen) == 1  # the create may have happened: not sent again
+
+
+async def test_executor_waits_out_a_429_and_succeeds(server: Server) -> None:
     url, script, seen = server
     policy = RetryPolicy(max_attempts=2, backoff_base_s=0.001, backoff_max_s=0.002)
     script.extend([(429, {"Retry-After": "0.01"}, b"")] * 2 + [(200, {}, b'{"ok": true}')])
     async with HttpTransport(url) as t:
-        resp = await t.call("GET", "/s", policy=policy, pacer=Pacer(1000.0))
+        resp, _ = await Executor(t, policy=policy).execute(GET, pacer=Pacer(1000.0))
     assert resp.json() == {"ok": True}
     assert len(seen) == 3  # two 429s did not use up the two attempts
 
 
-async def test_call_fails_fast_on_401(server: Server) -> None:
+async def test_executor_fails_fast_on_401(server: Server) -> None:
     url, script, seen = server
     script.append((401, {}, b'{"errors":[{"title":"Unauthorized"}]}'))
     async with HttpTransport(url) as t:
         with pytest.raises(AuthError):
-            await t.call("GET", "/s")
+            await Executor(t).execute(GET)
     assert len(seen) == 1

@@ -33,8 +33,8 @@ from benchmarks.common import (
 )
 from benchmarks.scenarios.rate import analyse
 from benchmarks.server import BenchServer, ServerConfig
+from bulkpush import ConcurrencyOptions
 from bulkpush.compression import BACKEND, DEFAULT_LEVEL
-from bulkpush.transport import ConcurrencyOptions
 
 PEERS = ("es_async_streaming_bulk", "es_parallel_bulk", "naive")
 CHUNK = 1_000

@@ -32,7 +32,7 @@ from benchmarks.common import (
     spread,
 )
 from benchmarks.server import BenchServer, ServerConfig
-from bulkpush.targets.productsup_stream import RATE_SAFETY
+from bulkpush._quota import DEFAULT_SAFETY as RATE_SAFETY
 
 LATENCY_S = 0.15
 CHUNK = 200

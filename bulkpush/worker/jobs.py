@@ -19,13 +19,14 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from bulkpush.client import PushOptions
+from bulkpush._concurrency import ConcurrencyOptions
+from bulkpush._options import PushOptions
+from bulkpush._retry import RetryPolicy
 from bulkpush.compression import CompressionOptions
 from bulkpush.errors import BulkpushError, ConfigError, QueueError
 from bulkpush.report import merge_reports
 from bulkpush.sources import split_ranges
 from bulkpush.targets.productsup_stream import DEFAULT_API_URL
-from bulkpush.transport import ConcurrencyOptions, RetryPolicy
 from bulkpush.validation import ValidationOptions
 
 __all__ = [

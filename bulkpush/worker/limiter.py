@@ -1,9 +1,10 @@
 """A rate budget shared by every worker pushing to one stream.
 
-Behind one egress IP the API counts all workers of a stream together, so
-they must share its 30 requests/s. :class:`SharedPacer` is a
-:class:`~bulkpush.transport.Pacer` (same ``reserve``/``acquire``/
-``pause_until``) whose schedule lives in a store every worker sees:
+Behind one egress IP the API counts all workers of a quota key (a stream's
+uploads, an API key) together, so they must share its windows.
+:class:`SharedPacer` is a :class:`~bulkpush._quota.Pacer` (same
+``reserve``/``acquire``/``pause_until``) whose schedule and window logs live
+in a store every worker sees:
 
 - :class:`SqliteSlots`: one row per stream in the queue's SQLite file,
   updated in a ``BEGIN IMMEDIATE`` transaction, so worker *processes* on one
@@ -14,7 +15,12 @@ they must share its 30 requests/s. :class:`SharedPacer` is a
 The schedule is GCRA as a scheduler: the store keeps the theoretical arrival
 time ``tat`` of the next free slot; taking a slot returns
 ``max(now, tat) - now`` seconds to wait and moves ``tat`` one interval on.
-Requests are spaced evenly (no bursts), whoever sends them.
+Requests are spaced evenly (no bursts), whoever sends them. Each window
+(``limit`` requests per ``period``) keeps a log of its last ``limit`` slots:
+a slot is never earlier than the ``limit``-th last one plus the period, so
+no window of the API (50 per minute, 40,000 per month) ever gets more than
+its limit. The logs persist in the store, so a long window's count survives
+a worker's restart.
 """
 
 from __future__ import annotations
@@ -22,10 +28,11 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
+from collections.abc import Sequence
 from typing import Any, Protocol
 
+from bulkpush._quota import Pacer, Window
 from bulkpush.errors import QueueError
-from bulkpush.transport import Pacer
 from bulkpush.worker.sqlite_file import SqliteFile
 
 __all__ = [
@@ -51,8 +58,9 @@ SHARED_RATE_SAFETY = 0.95
 class SlotStore(Protocol):
     """Where a shared schedule lives. Both calls are blocking (run them in a thread)."""
 
-    def take(self, key: str, interval: float) -> float:
-        """Take the next slot of ``key``; return the seconds to wait for it (>= 0)."""
+    def take(self, key: str, interval: float, windows: Sequence[Window] = ()) -> float:
+        """Take the next slot of ``key``, ``interval`` after the last and within
+        ``windows``; return the seconds to wait for it (>= 0)."""
         ...
 
     def pause(self, key: str, wait: float) -> None:
@@ -63,7 +71,8 @@ class SlotStore(Protocol):
 class SharedPacer(Pacer):
     """A :class:`Pacer` whose slots come from a :class:`SlotStore` shared by workers.
 
-    ``rate`` is requests per second for the stream across every worker.
+    ``rate`` is requests per second for the key across every worker;
+    ``windows`` are kept in the store.
     ``acquire`` takes a slot (in a thread: the store does I/O) and sleeps
     until it — until the slot's time, not for the wait measured in the
     store, so the trip back from the thread does not push the request
@@ -71,8 +80,16 @@ class SharedPacer(Pacer):
     pushes the shared schedule, so a 429 seen by one worker slows them all.
     """
 
-    def __init__(self, rate: float, *, store: SlotStore, key: str) -> None:
-        super().__init__(rate)
+    def __init__(
+        self,
+        rate: float,
+        *,
+        store: SlotStore,
+        key: str,
+        windows: Sequence[Window] = (),
+        max_wait_s: float | None = None,
+    ) -> None:
+        super().__init__(rate, windows=windows, max_wait_s=max_wait_s)
         self.store = store
         self.key = key
 
@@ -80,7 +97,7 @@ class SharedPacer(Pacer):
         return f"SharedPacer(key={self.key!r}, rate={self.rate}, acquired={self.acquired})"
 
     def reserve(self) -> float:
-        delay = self.store.take(self.key, self._interval)
+        delay = self.store.take(self.key, self._interval, self.windows)
         self.acquired += 1
         return delay
 
@@ -91,22 +108,22 @@ class SharedPacer(Pacer):
         slot = await asyncio.to_thread(self._reserve_until)
         delay = slot - time.monotonic()
         if delay > 0:
+            self._check_wait(delay)
             await asyncio.sleep(delay)
 
-    def pause_until(self, when: float) -> None:
+    async def pause_until(self, when: float) -> None:
+        # Awaited, so the next acquire runs after the pause landed and a store
+        # error reaches the caller.
         wait = when - time.monotonic()
-        if wait <= 0:
-            return
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            self.store.pause(self.key, wait)
-            return
-        # Fire and forget: the uploader calls this synchronously on the loop.
-        loop.run_in_executor(None, self.store.pause, self.key, wait)
+        if wait > 0:
+            await asyncio.to_thread(self.store.pause, self.key, wait)
 
 
-_SLOTS_SCHEMA = "CREATE TABLE IF NOT EXISTS limiter (key TEXT PRIMARY KEY, tat REAL NOT NULL);"
+_SLOTS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS limiter (key TEXT PRIMARY KEY, tat REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS quota_log (key TEXT NOT NULL, period REAL NOT NULL, slot REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS quota_log_slots ON quota_log (key, period, slot);
+"""
 
 
 class SqliteSlots:
@@ -132,12 +149,39 @@ class SqliteSlots:
 
         return self._file.transaction(tx)
 
-    def take(self, key: str, interval: float) -> float:
-        def step(now: float, tat: float) -> tuple[float, float]:
-            slot = max(now, tat)
-            return slot + interval, slot - now
+    def take(self, key: str, interval: float, windows: Sequence[Window] = ()) -> float:
+        margin = Pacer.WINDOW_MARGIN_S
 
-        return self._update(key, step)
+        def tx(db: sqlite3.Connection) -> float:
+            now = time.time()
+            row = db.execute("SELECT tat FROM limiter WHERE key = ?", (key,)).fetchone()
+            slot = max(now, float(row[0]) if row else 0.0)
+            for w in windows:
+                # The limit-th last slot of this window: the new one goes a period after it.
+                nth = db.execute(
+                    "SELECT slot FROM quota_log WHERE key = ? AND period = ? "
+                    "ORDER BY slot DESC LIMIT 1 OFFSET ?",
+                    (key, w.period_s, w.limit - 1),
+                ).fetchone()
+                if nth is not None:
+                    slot = max(slot, float(nth[0]) + w.period_s + margin)
+            for w in windows:
+                db.execute(
+                    "INSERT INTO quota_log (key, period, slot) VALUES (?, ?, ?)",
+                    (key, w.period_s, slot),
+                )
+                db.execute(
+                    "DELETE FROM quota_log WHERE key = ? AND period = ? AND slot < ?",
+                    (key, w.period_s, slot - w.period_s - margin),
+                )
+            db.execute(
+                "INSERT INTO limiter (key, tat) VALUES (?, ?) "
+                "ON CONFLICT(key) DO UPDATE SET tat = excluded.tat",
+                (key, slot + interval),
+            )
+            return slot - now
+
+        return self._file.transaction(tx)
 
     def pause(self, key: str, wait: float) -> None:
         self._update(key, lambda now, tat: (max(tat, now + wait), 0.0))
@@ -146,14 +190,30 @@ class SqliteSlots:
         self._file.close()
 
 
-# KEYS[1] the stream's schedule; ARGV[1] the interval in seconds. Returns the
-# wait in seconds as a string (Lua numbers would be truncated to integers).
+# KEYS[1] the key's schedule, KEYS[2..] one list per window (newest slot first);
+# ARGV[1] the interval in seconds, ARGV[2] the window margin, then per window
+# its limit and period. Returns the wait in seconds as a string (Lua numbers
+# would be truncated to integers).
 GCRA_TAKE_LUA = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
 local interval = tonumber(ARGV[1])
+local margin = tonumber(ARGV[2])
 local slot = math.max(now, tat)
+for i = 2, #KEYS do
+  local limit = tonumber(ARGV[2 * i - 1])
+  local period = tonumber(ARGV[2 * i])
+  local nth = redis.call('LINDEX', KEYS[i], limit - 1)
+  if nth then slot = math.max(slot, tonumber(nth) + period + margin) end
+end
+for i = 2, #KEYS do
+  local limit = tonumber(ARGV[2 * i - 1])
+  local period = tonumber(ARGV[2 * i])
+  redis.call('LPUSH', KEYS[i], string.format('%.6f', slot))
+  redis.call('LTRIM', KEYS[i], 0, limit - 1)
+  redis.call('PEXPIRE', KEYS[i], math.ceil((slot - now + period) * 1000) + 60000)
+end
 local nxt = slot + interval
 redis.call('SET', KEYS[1], string.format('%.6f', nxt), 'PX', math.ceil((nxt - now) * 1000) + 60000)
 return string.format('%.6f', slot - now)
@@ -185,9 +245,14 @@ class RedisSlots:
     def __repr__(self) -> str:
         return f"RedisSlots(prefix={self._prefix!r})"
 
-    def take(self, key: str, interval: float) -> float:
+    def take(self, key: str, interval: float, windows: Sequence[Window] = ()) -> float:
+        keys = [f"{self._prefix}gcra:{key}"]
+        args = [f"{interval:.9f}", f"{Pacer.WINDOW_MARGIN_S:.6f}"]
+        for w in windows:
+            keys.append(f"{self._prefix}quota:{key}:{w.period_s:g}")
+            args += [str(w.limit), f"{w.period_s:.6f}"]
         try:
-            return float(self._take(keys=[f"{self._prefix}gcra:{key}"], args=[f"{interval:.9f}"]))
+            return float(self._take(keys=keys, args=args))
         except Exception as exc:  # redis.RedisError and connection errors
             raise QueueError(
                 f"the shared limiter failed: {type(exc).__name__}", retriable=True

@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
+from bulkpush._quota import Pacer, Quota
 from bulkpush.errors import ConfigError
-from bulkpush.transport import Pacer
 from bulkpush.worker.jobs import JobSpec, JobView, Part
 
 __all__ = [
@@ -126,8 +126,8 @@ class JobQueue(Protocol):
         """Parts waiting to be leased (queued), for the metrics."""
         ...
 
-    def shared_pacer(self, stream: str, rate: float) -> Pacer:
-        """A pacer for ``stream`` shared by every worker of this queue (see limiter)."""
+    def shared_pacer(self, quota: Quota, rate: float) -> Pacer:
+        """A pacer for ``quota`` at ``rate`` shared by every worker of this queue (see limiter)."""
         ...
 
     async def aclose(self) -> None: ...

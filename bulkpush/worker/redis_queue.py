@@ -27,8 +27,8 @@ from typing import Any
 
 import orjson
 
+from bulkpush._quota import Pacer, Quota
 from bulkpush.errors import QueueError
-from bulkpush.transport import Pacer
 from bulkpush.worker.jobs import JobSpec, JobView, Part, job_status, new_job_id, plan_parts
 from bulkpush.worker.limiter import RedisSlots, SharedPacer
 from bulkpush.worker.queue import DEFAULT_LEASE_TTL, Lease, LeaseState
@@ -348,14 +348,16 @@ class RedisQueue:
                 total += sum(1 for p in view.parts if p.status == "queued")
         return total
 
-    def shared_pacer(self, stream: str, rate: float) -> Pacer:
-        key = (stream, rate)
+    def shared_pacer(self, quota: Quota, rate: float) -> Pacer:
+        key = (quota.key, rate)
         pacer = self._pacers.get(key)
         if pacer is None:
             if self._sync is None:
                 self._sync = _redis().Redis.from_url(self.url)
             store = RedisSlots(self._sync, prefix=self.prefix)
-            pacer = self._pacers[key] = SharedPacer(rate, store=store, key=stream)
+            pacer = self._pacers[key] = SharedPacer(
+                rate, store=store, key=quota.key, windows=quota.windows
+            )
         return pacer
 
     async def aclose(self) -> None:

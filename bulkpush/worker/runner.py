@@ -29,14 +29,15 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field, replace
 from typing import Any, cast
 
-from bulkpush.client import PacerFactory, PushOptions, StreamClient
+from bulkpush._engine import PacerFactory
+from bulkpush._http import TransportOptions
+from bulkpush._quota import Pacer, Quota
+from bulkpush.client import PushOptions, StreamClient
 from bulkpush.errors import BulkpushError, QueueError, RunStopped
-from bulkpush.limits import STREAM_API
 from bulkpush.pipeline import Event, Pipeline, Source
 from bulkpush.records import Outcome, Record, Rejection
 from bulkpush.report import Report, merge_reports, redact, write_json_atomic
 from bulkpush.sources import FileRange
-from bulkpush.transport import Pacer, TransportOptions
 from bulkpush.worker.limiter import SHARED_RATE_SAFETY
 from bulkpush.worker.metrics import Metrics
 from bulkpush.worker.queue import JobQueue, Lease, LeaseState, new_worker_id
@@ -265,8 +266,6 @@ class Worker:
         options = spec.options.push_options(
             stream_type=spec.target.stream_type, rejects_path=rejects
         )
-        if options.rate is None:
-            options = replace(options, rate=STREAM_API.products_rate_per_s * SHARED_RATE_SAFETY)
         try:
             outcome = await self._drive(run, token, options)
         except BulkpushError as exc:
@@ -304,8 +303,12 @@ class Worker:
             log.warning("worker %s: job %s: %s", self.id, lease.part.job_id, exc)
 
     def _pacer_factory(self, api_url: str) -> PacerFactory:
-        def make(stream: str, rate: float) -> Pacer:
-            return self.queue.shared_pacer(f"{api_url}#{stream}", rate)
+        def make(quota: Quota, rate: float) -> Pacer:
+            # Workers together aim at SHARED_RATE_SAFETY of the quota's published
+            # rate unless the job asked for a rate of its own.
+            if rate == quota.rate:
+                rate = replace(quota, safety=SHARED_RATE_SAFETY).rate
+            return self.queue.shared_pacer(replace(quota, key=f"{api_url}#{quota.key}"), rate)
 
         return make
 

@@ -18,8 +18,8 @@ from typing import Any, TypeVar
 
 import orjson
 
+from bulkpush._quota import Pacer, Quota
 from bulkpush.errors import ConfigError, QueueError
-from bulkpush.transport import Pacer
 from bulkpush.worker.jobs import (
     JobSpec,
     JobView,
@@ -319,13 +319,15 @@ class SqliteQueue:
 
         return await self._run(tx)
 
-    def shared_pacer(self, stream: str, rate: float) -> Pacer:
-        key = (stream, rate)
+    def shared_pacer(self, quota: Quota, rate: float) -> Pacer:
+        key = (quota.key, rate)
         pacer = self._pacers.get(key)
         if pacer is None:
             if self._slots is None:
                 self._slots = SqliteSlots(self.path)
-            pacer = self._pacers[key] = SharedPacer(rate, store=self._slots, key=stream)
+            pacer = self._pacers[key] = SharedPacer(
+                rate, store=self._slots, key=quota.key, windows=quota.windows
+            )
         return pacer
 
     async def aclose(self) -> None:
