@@ -51,9 +51,10 @@ import os
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from types import ModuleType, TracebackType
+from types import ModuleType
 from typing import Literal
 
+from bulkpush._resource import AsyncResource
 from bulkpush.errors import ConfigError
 
 _isal_zlib: ModuleType | None
@@ -129,7 +130,7 @@ def compress(data: bytes, options: CompressionOptions) -> bytes:
     return result
 
 
-class Compressor:
+class Compressor(AsyncResource):
     """Compress request bodies on a thread pool, one per CPU by default.
 
     Use as ``async with Compressor(options) as c: body = await c.compress(data)``.
@@ -184,14 +185,3 @@ class Compressor:
         if self._executor is not None:
             executor, self._executor = self._executor, None
             await asyncio.to_thread(executor.shutdown, wait=True)
-
-    async def __aenter__(self) -> Compressor:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()

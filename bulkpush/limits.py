@@ -1,7 +1,8 @@
 """Every published limit of the APIs bulkpush talks to, as data.
 
-Each value names the section of ``shared/reference/`` (or of DESIGN.md, where
-the reference is silent) it comes from. The client and the emulator both read
+Each value names the section of the API's public reference it comes from
+(or, where the reference is silent, docs/architecture.md, "Limits the
+reference does not state"). The client and the emulator both read
 these numbers, so a limit is written down exactly once. This module imports
 nothing from the rest of bulkpush.
 """
@@ -35,7 +36,8 @@ class StreamApiLimits:
     # You request can't be less than 10 MB."
     referenced_min_request_bytes: int = 10 * MB
     referenced_max_request_bytes: int = 200 * MB
-    # DESIGN.md section 2: a request body is at most 200 MB, compressed or not.
+    # docs/architecture.md, "Limits the reference does not state": a request body is
+    # at most 200 MB, compressed or not.
     max_request_bytes: int = 200 * MB
     # "Rate limiting": /streams/{streamId}/products: 30 requests per second per {streamId}
     products_rate_per_s: float = 30.0
@@ -51,7 +53,8 @@ class StreamApiLimits:
     # "List Stream": a maximum of 10 streams per page and a minimum of 1.
     list_page_max: int = 10
     list_page_min: int = 1
-    # DESIGN.md section 2: the server ends a request that takes over 10 s with a server error.
+    # docs/architecture.md, "Limits the reference does not state": the server ends a
+    # request that takes over 10 s with a server error.
     server_request_timeout_s: float = 10.0
 
 
