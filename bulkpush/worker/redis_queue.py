@@ -29,9 +29,9 @@ import orjson
 
 from bulkpush.errors import QueueError
 from bulkpush.transport import Pacer
+from bulkpush.worker._queue_types import DEFAULT_LEASE_TTL, Lease, LeaseState
 from bulkpush.worker.jobs import JobSpec, JobView, Part, job_status, new_job_id, plan_parts
 from bulkpush.worker.limiter import RedisSlots, SharedPacer
-from bulkpush.worker.queue import DEFAULT_LEASE_TTL, Lease, LeaseState
 
 __all__ = ["RedisQueue"]
 

@@ -20,6 +20,7 @@ import orjson
 
 from bulkpush.errors import ConfigError, QueueError
 from bulkpush.transport import Pacer
+from bulkpush.worker._queue_types import DEFAULT_LEASE_TTL, Lease, LeaseState
 from bulkpush.worker.jobs import (
     JobSpec,
     JobView,
@@ -29,7 +30,6 @@ from bulkpush.worker.jobs import (
     plan_parts,
 )
 from bulkpush.worker.limiter import SharedPacer, SqliteSlots
-from bulkpush.worker.queue import DEFAULT_LEASE_TTL, Lease, LeaseState
 from bulkpush.worker.sqlite_file import SqliteFile
 
 __all__ = ["SqliteQueue"]
