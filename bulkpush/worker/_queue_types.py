@@ -39,7 +39,11 @@ class JobQueue(Protocol):
     lease_ttl: float
 
     async def submit(self, spec: JobSpec) -> str:
-        """Queue a job (its sources are split into parts now); return its id."""
+        """Queue a job (its sources are split into parts now); return its id.
+
+        Raises :class:`~bulkpush.errors.ConfigError` when the target's kind is
+        unknown (:func:`~bulkpush.worker.jobs.check_target_kind`).
+        """
         ...
 
     async def lease(self, worker: str) -> Lease | None:

@@ -30,13 +30,14 @@ from dataclasses import dataclass, field, replace
 from typing import Any, cast
 
 from bulkpush.client import PacerFactory, PushOptions, StreamClient
-from bulkpush.errors import BulkpushError, QueueError, RunStopped
+from bulkpush.errors import BulkpushError, ConfigError, QueueError, RunStopped
 from bulkpush.limits import STREAM_API
 from bulkpush.pipeline import Event, Pipeline, Source
 from bulkpush.records import Outcome, Record, Rejection
 from bulkpush.report import Report, merge_reports, redact, write_json_atomic
 from bulkpush.sources import FileRange
 from bulkpush.transport import Pacer, TransportOptions
+from bulkpush.worker.jobs import check_target_kind
 from bulkpush.worker.limiter import SHARED_RATE_SAFETY
 from bulkpush.worker.metrics import Metrics
 from bulkpush.worker.queue import JobQueue, Lease, LeaseState, new_worker_id
@@ -239,6 +240,13 @@ class Worker:
 
     async def _push(self, lease: Lease) -> str:
         part, spec = lease.part, lease.spec
+        try:
+            # Queues refuse unknown kinds at submit; a spec queued before a kind
+            # was dropped (or written by hand) fails its job here, alone.
+            check_target_kind(spec.target.kind)
+        except ConfigError as exc:
+            await self.queue.fail(lease, str(exc))
+            return "failed"
         token = self.environ.get(spec.target.token_env, "")
         if not token:
             await self.queue.fail(

@@ -25,6 +25,7 @@ from bulkpush.worker.jobs import (
     JobSpec,
     JobView,
     Part,
+    check_target_kind,
     job_status,
     new_job_id,
     plan_parts,
@@ -121,6 +122,7 @@ class SqliteQueue:
     # --- the interface ------------------------------------------------------------
 
     async def submit(self, spec: JobSpec) -> str:
+        check_target_kind(spec.target.kind)
         job_id = new_job_id()
         parts = await asyncio.to_thread(plan_parts, job_id, spec)
         created = time.time()

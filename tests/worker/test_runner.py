@@ -19,7 +19,7 @@ from bulkpush.worker.queue import JobQueue, Lease, LeaseState
 from bulkpush.worker.runner import Watermark, Worker
 
 from ..conftest import TEST_TOKEN
-from .conftest import write_catalog
+from .conftest import edit_stored_spec, write_catalog
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -107,7 +107,12 @@ async def test_job_with_parts_lands_every_product_once(
     }  # fmt: skip
     assert doc["status"] in JOB_STATUSES and doc["status"] == "done"
     assert set(Report().to_dict()) <= set(doc["report"])
-    assert doc["target"] == {"stream": sid, "api_url": emu.url, "token_env": "BP_TEST_TOKEN"}
+    assert doc["target"] == {
+        "kind": "productsup-stream",
+        "stream": sid,
+        "api_url": emu.url,
+        "token_env": "BP_TEST_TOKEN",
+    }
     assert doc["progress"] == {"parts": 3, "parts_done": 3, "parts_running": 0, "fraction": 1.0}
     assert [p["status"] for p in doc["parts"]] == ["done"] * 3
     # The worker's metrics, per stream.
@@ -136,6 +141,27 @@ async def test_failing_job_does_not_stop_others(
     assert "No such file" in bad.error or "no such file" in bad.error
     nt = await q.get(no_token)
     assert nt.status == "failed" and "NOPE_X" in nt.error
+    assert len(emu.products(sid)) == 100
+
+
+async def test_a_queued_job_of_an_unknown_kind_fails_alone(
+    queue_factory: Any, queue_url: str, emulator_factory: Any, tmp_path: Path
+) -> None:
+    # Queued when its kind was known (or by hand): the worker fails that job only.
+    emu = await emulator_factory(FAST)
+    sid = emu.create_stream("worker-unknown-kind")
+    q = queue_factory()
+    retired = await q.submit(job(emu.url, write_catalog(tmp_path / "a.ndjson", 10), stream=sid))
+    edit_stored_spec(queue_url, retired, lambda doc: doc["target"].update(kind="retired-kind"))
+    good = await q.submit(job(emu.url, write_catalog(tmp_path / "b.ndjson", 100), stream=sid))
+    view = await run_worker(q, good)
+    assert view.status == "done"
+    bad = await q.get(retired)
+    assert bad.status == "failed"
+    assert (bad.error or "").endswith(
+        ": unknown target kind 'retired-kind': known kinds are productsup-stream"
+    )
+    assert bad.to_json()["target"]["kind"] == "retired-kind"
     assert len(emu.products(sid)) == 100
 
 
