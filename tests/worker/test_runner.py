@@ -212,6 +212,40 @@ async def test_stop_mid_part_sends_what_was_read_and_gives_the_part_back(
     assert (report["read"], report["accepted"]) == (20_000, 20_000) and report["balanced"]
 
 
+async def test_a_resumed_parts_rejects_are_merged_once(
+    queue_factory: Any, emulator_factory: Any, tmp_path: Path
+) -> None:
+    emu = await emulator_factory(FAST)
+    sid = emu.create_stream("worker-resumed-rejects")
+    cat = write_catalog(tmp_path / "c.ndjson", 20_000, bad_every=500)
+    rejects = tmp_path / "rejects.ndjson"
+    q = queue_factory()
+    job_id = await q.submit(
+        job(emu.url, cat, stream=sid, parts=1, max_products=100, rejects=str(rejects))
+    )
+    worker = Worker(q, poll_s=0.05, environ={"BP_TEST_TOKEN": TEST_TOKEN})
+    lease = await q.lease(worker.id)
+    assert lease is not None
+    task = asyncio.create_task(worker.run_part(lease))
+    while (run := worker._current) is None or run.pipeline is None or not run.pipeline.report.read:
+        assert not task.done()
+        await asyncio.sleep(0)
+    worker.stop()
+    await asyncio.wait_for(task, 30)
+    part = (await q.get(job_id)).parts[0]
+    assert part.status == "queued" and part.line > 1
+    # Each attempt's file is named by the line it started at.
+    assert [f.name for f in tmp_path.glob("rejects.ndjson.part*")] == [  # noqa: ASYNC240
+        "rejects.ndjson.part00000-1.line1"
+    ]
+    view = await run_worker(q, job_id)
+    assert view.status == "done"
+    lines = [orjson.loads(x)["line"] for x in rejects.read_bytes().splitlines()]
+    assert sorted(lines) == [n + 1 for n in range(0, 20_000, 500)]  # each once
+    assert view.report()["rejected"] == 40
+    assert not list(tmp_path.glob("rejects.ndjson.part*"))  # noqa: ASYNC240
+
+
 class LosesOneCancel:
     """A queue whose first checkpoint is slow and loses the cancellation that lands in it.
 
