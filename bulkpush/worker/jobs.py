@@ -396,9 +396,3 @@ class JobView:
                 for p in self.parts
             ]
         return out
-
-
-def parse_status(value: str) -> JobStatus:
-    if value not in JOB_STATUSES:
-        raise QueueError(f"unknown job status {value!r}")
-    return value

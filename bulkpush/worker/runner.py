@@ -244,7 +244,6 @@ class Worker:
         self.poll_s = poll_s
         self.metrics = metrics or Metrics()
         self.environ = environ if environ is not None else dict(os.environ)
-        self.parts_done = 0
         self._stopping = asyncio.Event()
         self._current: _Run | None = None
 
@@ -347,7 +346,6 @@ class Worker:
             return "failed"
         if outcome == "done":
             finished = await self.queue.complete(lease, run.report())
-            self.parts_done += 1
             if finished:
                 await self._finish_job(lease)
             return "done"
