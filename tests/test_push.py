@@ -1,9 +1,10 @@
 """The push, end to end, over real loopback HTTP against the emulator.
 
-Each test proves one of DESIGN.md's invariants or one row of the retry table:
-products arrive exactly as sent, the accounting balances after any failure,
-published limits are never exceeded, rejected products are named with their
-source line, the token never shows.
+Each test proves one of the guarantees README.md states ("The report, the
+rejects file, exit codes"; "How it sends: limits, concurrency, retries") or
+one row of its retry table: products arrive exactly as sent, the accounting
+balances after any failure, published limits are never exceeded, rejected
+products are named with their source line, the token never shows.
 """
 
 from __future__ import annotations

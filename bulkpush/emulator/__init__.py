@@ -1,9 +1,10 @@
 """A local emulator of the Productsup Stream API and the Platform API subset a push needs.
 
-It behaves as ``shared/reference/productsup-stream-and-platform-api.md``
-documents: JSON:API answers, validation messages, rate limits with their
-headers, stream statuses, batches and a simulated site import, plus fault
-injection and inspection endpoints. See ``docs/emulator.md``.
+It behaves as the Productsup Stream API and Platform API references
+document ("API Standards", "Uploading Data", "Invalid batch", "Rate limiting",
+...): JSON:API answers, validation messages, rate limits with their headers,
+stream statuses, batches and a simulated site import, plus fault injection
+and inspection endpoints. See ``docs/emulator.md``.
 
 Start it in-process::
 

@@ -504,8 +504,9 @@ class StreamApi:
                 )
                 result = validator.finish()
         except TimeoutError:
-            # Assumption: 504. DESIGN.md section 2 only says the server ends a request
-            # that takes over 10 s "with a server error".
+            # Assumption: 504. The API's references give no status for a request
+            # that outlives the server's time limit (``STREAM_API.server_request_timeout_s``);
+            # see docs/emulator.md, "Assumptions".
             raise ApiError(504, "Gateway Timeout", "the request took too long") from None
         request_info().products = result.lines
         # Assumption: a request refused as a whole ("Empty Payload", a broken JSON

@@ -111,7 +111,8 @@ class EmulatorConfig:
             stream's upload must have, as sent on the wire (before gzip
             decoding). The maximum also applies to the decoded body.
         max_request_bytes: the largest body of a chunked upload, on the wire and
-            decoded (DESIGN.md section 2), answered 413 above it.
+            decoded (``bulkpush.limits.STREAM_API.max_request_bytes``; see
+            ``docs/emulator.md``, "Assumptions"), answered 413 above it.
         max_line_bytes: the longest NDJSON line ("Product payload is too large").
         throughput_mode: count lines only: no per-line JSON parsing, no product
             store, no per-id upload counts; uploads still answer with a batch.
@@ -179,7 +180,7 @@ class EmulatorConfig:
             raise ValueError("process_interval_s must be positive or None")
 
     def __repr__(self) -> str:
-        # Tokens are secrets (DESIGN.md invariant 4): show how many, never which.
+        # Tokens are secrets: show how many, never which.
         shown = ", ".join(
             f"{f.name}={getattr(self, f.name)!r}"
             for f in fields(self)

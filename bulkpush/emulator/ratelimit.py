@@ -85,16 +85,6 @@ class FixedWindowLimiter:
         self._counts[key] = (window, count)
         return Decision(True, self.limit, count, self.limit - count, reset)
 
-    def peek(self, key: Hashable) -> Decision:
-        """The current state of ``key``'s window without counting a request."""
-        now = self._clock()
-        window = math.floor(now / self.window_s)
-        reset = math.ceil((window + 1) * self.window_s)
-        seen_window, count = self._counts.get(key, (window, 0))
-        if seen_window != window:
-            count = 0
-        return Decision(count < self.limit, self.limit, count, self.limit - count, reset)
-
     def __repr__(self) -> str:
         return (
             f"FixedWindowLimiter(limit={self.limit}, window_s={self.window_s}, "

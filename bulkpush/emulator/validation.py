@@ -10,7 +10,6 @@ The product messages are the Stream API's "Invalid batch" table, verbatim.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -80,18 +79,16 @@ class GzipDecoder:
     member. Malformed data raises :class:`BodyError` (400) at once.
     """
 
-    __slots__ = ("_decoder", "_fed", "_in_member")
+    __slots__ = ("_decoder", "_in_member")
 
     def __init__(self) -> None:
         self._decoder = isal_zlib.decompressobj(16 + isal_zlib.MAX_WBITS)
         self._in_member = False
-        self._fed = False
 
     def feed(self, data: bytes) -> list[bytes]:
         """Decode ``data``; returns the decoded pieces (possibly none)."""
         out: list[bytes] = []
         while data:
-            self._fed = True
             self._in_member = True
             try:
                 piece = self._decoder.decompress(data, _DECODE_SLICE)
@@ -477,6 +474,3 @@ class JsonArrayValidator(Validator):
             return result
         _finish_unvalidated(result)
         return result
-
-
-ValidatorFactory = Callable[[], Validator]

@@ -50,4 +50,4 @@ def target_kind(name: str) -> TargetKind:
         return KINDS[name]
     except KeyError:
         known = ", ".join(sorted(KINDS))
-        raise ConfigError(f"unknown target kind {name!r}: use one of {known}") from None
+        raise ConfigError(f"unknown target kind {name!r}: known kinds are {known}") from None

@@ -179,6 +179,7 @@ def jobs_submit(  # noqa: PLR0917 - click passes options positionally
         spec = JobSpec(
             sources=sources,
             target=Target(
+                kind="productsup-stream",
                 stream=stream_id,
                 stream_type=stream_type,  # type: ignore[arg-type]
                 api_url=connection.api_url,

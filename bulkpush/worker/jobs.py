@@ -1,8 +1,8 @@
 """The value types of load jobs, and their JSON form (queues hold JSON, never pickles).
 
 A :class:`JobSpec` is what ``bulkpush jobs submit`` asks for: sources, a
-:class:`Target` (stream, API URL, the *name* of the environment variable
-holding the token — never the token) and :class:`JobOptions` (the push
+:class:`Target` (its kind, stream, API URL, the *name* of the environment
+variable holding the token — never the token) and :class:`JobOptions` (the push
 options, as the ``push`` command takes them). :func:`plan_parts` cuts the
 sources into :class:`Part` s: newline-aligned byte ranges of plain NDJSON
 files, one whole-file part for anything else. A :class:`JobView` is what
@@ -26,10 +26,11 @@ from bulkpush.compression import CompressionOptions
 from bulkpush.errors import BulkpushError, ConfigError, QueueError
 from bulkpush.report import merge_reports
 from bulkpush.sources import split_ranges
-from bulkpush.targets.productsup_stream import DEFAULT_API_URL
+from bulkpush.targets import KINDS, target_kind
 from bulkpush.validation import ValidationOptions
 
 __all__ = [
+    "DEFAULT_TARGET_KIND",
     "DEFAULT_TOKEN_ENV",
     "JOB_STATUSES",
     "JobOptions",
@@ -39,6 +40,7 @@ __all__ = [
     "Part",
     "PartStatus",
     "Target",
+    "check_target_kind",
     "job_status",
     "new_job_id",
     "plan_parts",
@@ -48,6 +50,9 @@ JobStatus = Literal["queued", "running", "done", "failed", "cancelled"]
 PartStatus = Literal["queued", "running", "done", "failed", "cancelled"]
 JOB_STATUSES: tuple[JobStatus, ...] = ("queued", "running", "done", "failed", "cancelled")
 DEFAULT_TOKEN_ENV = "BULKPUSH_TOKEN"
+# The kinds of target a job may name, each with its default API URL. A stored
+# spec without a kind predates kinds: it is a Productsup stream.
+DEFAULT_TARGET_KIND = "productsup-stream"
 # A part of about this many bytes keeps a worker busy for a few seconds at
 # full rate, short enough that several workers share a big catalog.
 DEFAULT_PART_BYTES = 64 * 1024 * 1024
@@ -59,17 +64,26 @@ def new_job_id() -> str:
     return f"{int(time.time()):x}-{secrets.token_hex(4)}"
 
 
+def check_target_kind(kind: str) -> None:
+    """Raise :class:`ConfigError` unless ``kind`` is a known target kind (named in it)."""
+    target_kind(kind)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Target:
-    """Where a job pushes: a stream of the Stream API at ``api_url``.
+    """Where a job pushes: a stream of the target ``kind``'s API at ``api_url``.
 
+    ``api_url`` left empty is the kind's default (:data:`bulkpush.targets.KINDS`).
     ``token_env`` names the environment variable the worker reads the token
-    from; the token itself is never stored in the queue.
+    from; the token itself is never stored in the queue. An unknown ``kind``
+    is accepted here, so that a stored spec always parses: queues refuse it
+    at submit and a worker fails such a job (:func:`check_target_kind`).
     """
 
+    kind: str = DEFAULT_TARGET_KIND
     stream: str
     stream_type: Literal["chunked", "referenced"] | None = None
-    api_url: str = DEFAULT_API_URL
+    api_url: str = ""
     token_env: str = DEFAULT_TOKEN_ENV
     ca_bundle: str | None = None
     insecure: bool = False
@@ -78,6 +92,8 @@ class Target:
     def __post_init__(self) -> None:
         if not self.stream:
             raise ConfigError("a job needs a stream id")
+        if not self.api_url and self.kind in KINDS:
+            object.__setattr__(self, "api_url", KINDS[self.kind].default_api_url)
         if not self.token_env or not self.token_env.replace("_", "").isalnum():
             raise ConfigError(
                 f"--token-env must be an environment variable name, not {self.token_env!r}"
@@ -353,6 +369,7 @@ class JobView:
             "finished": self.finished,
             "sources": list(self.spec.sources),
             "target": {
+                "kind": self.spec.target.kind,
                 "stream": self.spec.target.stream,
                 "api_url": self.spec.target.api_url,
                 "token_env": self.spec.target.token_env,
@@ -376,9 +393,3 @@ class JobView:
                 for p in self.parts
             ]
         return out
-
-
-def parse_status(value: str) -> JobStatus:
-    if value not in JOB_STATUSES:
-        raise QueueError(f"unknown job status {value!r}")
-    return value

@@ -15,6 +15,11 @@ worker, which resumes from the part's checkpoint. Every call that needs the
 lease returns a :data:`LeaseState`: ``"ok"``, ``"lost"`` (another worker took
 the part: stop, write nothing more) or ``"cancelled"`` (the job was
 cancelled or failed: stop).
+
+The interface itself lives in :mod:`bulkpush.worker._queue_types`, which the
+backends import; this module re-exports it and imports the backends (Redis
+lazily: ``redis`` is an optional dependency), so no two modules import each
+other.
 """
 
 from __future__ import annotations
@@ -22,13 +27,11 @@ from __future__ import annotations
 import os
 import secrets
 import socket
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Protocol
 
-from bulkpush._quota import Pacer, Quota
 from bulkpush.errors import ConfigError
-from bulkpush.worker.jobs import JobSpec, JobView, Part
+from bulkpush.worker._queue_types import DEFAULT_LEASE_TTL, JobQueue, Lease, LeaseState
+from bulkpush.worker.sqlite_queue import SqliteQueue
 
 __all__ = [
     "DEFAULT_LEASE_TTL",
@@ -41,8 +44,6 @@ __all__ = [
     "open_queue",
 ]
 
-LeaseState = Literal["ok", "lost", "cancelled"]
-DEFAULT_LEASE_TTL = 30.0
 DEFAULT_QUEUE_PATH = Path("~/.local/share/bulkpush/jobs.db")
 
 
@@ -61,78 +62,6 @@ def new_worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(2)}"
 
 
-@dataclass(frozen=True, slots=True)
-class Lease:
-    """A part held by ``worker``, with its job's spec. ``entry`` is backend data."""
-
-    part: Part
-    spec: JobSpec
-    worker: str
-    entry: str = ""
-
-
-class JobQueue(Protocol):
-    """Durable jobs and parts; see the module docstring for lease semantics."""
-
-    url: str
-    lease_ttl: float
-
-    async def submit(self, spec: JobSpec) -> str:
-        """Queue a job (its sources are split into parts now); return its id."""
-        ...
-
-    async def lease(self, worker: str) -> Lease | None:
-        """Take the next part (a queued one, or one whose lease ran out); None if none."""
-        ...
-
-    async def heartbeat(self, lease: Lease) -> LeaseState:
-        """Extend the lease."""
-        ...
-
-    async def checkpoint(
-        self, lease: Lease, *, offset: int, line: int, report: dict[str, Any]
-    ) -> LeaseState:
-        """Record that every record before ``offset`` (line ``line``) is accounted in ``report``.
-
-        Also extends the lease. Nothing is written unless the state is ``"ok"``.
-        """
-        ...
-
-    async def complete(self, lease: Lease, report: dict[str, Any]) -> bool:
-        """Mark the part done; True when this call finished the job (its last part)."""
-        ...
-
-    async def release(self, lease: Lease) -> None:
-        """Give the part back (shutdown): queued again, its checkpoint kept."""
-        ...
-
-    async def fail(self, lease: Lease, error: str, report: dict[str, Any] | None = None) -> None:
-        """Mark the part and its job failed with ``error``; other jobs go on."""
-        ...
-
-    async def cancel(self, job_id: str) -> bool:
-        """Cancel a job: its parts are no longer leased, running ones stop. False if unknown."""
-        ...
-
-    async def get(self, job_id: str) -> JobView | None:
-        """The job with its parts, or None."""
-        ...
-
-    async def list_jobs(self, limit: int = 100) -> list[JobView]:
-        """The newest jobs first."""
-        ...
-
-    async def depth(self) -> int:
-        """Parts waiting to be leased (queued), for the metrics."""
-        ...
-
-    def shared_pacer(self, quota: Quota, rate: float) -> Pacer:
-        """A pacer for ``quota`` at ``rate`` shared by every worker of this queue (see limiter)."""
-        ...
-
-    async def aclose(self) -> None: ...
-
-
 def open_queue(url: str | None = None, *, lease_ttl: float = DEFAULT_LEASE_TTL) -> JobQueue:
     """Open the queue at ``url`` (default: :func:`default_queue_url`).
 
@@ -143,8 +72,6 @@ def open_queue(url: str | None = None, *, lease_ttl: float = DEFAULT_LEASE_TTL) 
     if lease_ttl <= 0:
         raise ConfigError("lease_ttl must be positive")
     if url.startswith("sqlite://"):
-        from bulkpush.worker.sqlite_queue import SqliteQueue  # noqa: PLC0415 - lazy
-
         return SqliteQueue(url, lease_ttl=lease_ttl)
     if url.startswith(("redis://", "rediss://", "unix://")):
         from bulkpush.worker.redis_queue import RedisQueue  # noqa: PLC0415 - lazy: redis is optional

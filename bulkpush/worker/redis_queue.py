@@ -29,9 +29,17 @@ import orjson
 
 from bulkpush._quota import Pacer, Quota
 from bulkpush.errors import QueueError
-from bulkpush.worker.jobs import JobSpec, JobView, Part, job_status, new_job_id, plan_parts
+from bulkpush.worker._queue_types import DEFAULT_LEASE_TTL, Lease, LeaseState
+from bulkpush.worker.jobs import (
+    JobSpec,
+    JobView,
+    Part,
+    check_target_kind,
+    job_status,
+    new_job_id,
+    plan_parts,
+)
 from bulkpush.worker.limiter import RedisSlots, SharedPacer
-from bulkpush.worker.queue import DEFAULT_LEASE_TTL, Lease, LeaseState
 
 __all__ = ["RedisQueue"]
 
@@ -180,6 +188,7 @@ class RedisQueue:
         return Part.from_json(data)
 
     async def submit(self, spec: JobSpec) -> str:
+        check_target_kind(spec.target.kind)
         await self._ensure_group()
         job_id = new_job_id()
         parts = await asyncio.to_thread(plan_parts, job_id, spec)

@@ -1,7 +1,8 @@
 """The worker loop: lease a part, push its byte range, checkpoint, repeat until stopped.
 
-A part is pushed with the same :class:`~bulkpush.client.StreamClient` and
-:class:`~bulkpush.client.PushOptions` the ``push`` command builds. Its
+A part is pushed by the same :class:`~bulkpush.Engine` and
+:class:`~bulkpush.PushOptions` the ``push`` command uses, to the target its
+job's kind names (:data:`bulkpush.targets.KINDS`). Its
 checkpoint is a *watermark*: the smallest source offset such that every
 record before it is accounted (accepted or rejected). Chunks finish out of
 order, so :class:`Watermark` keeps the records in read order and moves only
@@ -23,26 +24,29 @@ import asyncio
 import collections
 import contextlib
 import glob
+import itertools
 import logging
 import os
-from collections.abc import AsyncGenerator, AsyncIterator
+import re
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any, cast
 
-from bulkpush._engine import PacerFactory
-from bulkpush._http import TransportOptions
+from bulkpush._engine import Engine, PacerFactory
+from bulkpush._http import HttpTransport, TransportOptions
+from bulkpush._options import PushOptions
 from bulkpush._quota import Pacer, Quota
-from bulkpush.client import PushOptions, StreamClient
-from bulkpush.errors import BulkpushError, QueueError, RunStopped
+from bulkpush.errors import BulkpushError, ConfigError, QueueError, RunStopped
 from bulkpush.pipeline import Event, Pipeline, Source
 from bulkpush.records import Outcome, Record, Rejection
 from bulkpush.report import Report, merge_reports, redact, write_json_atomic
 from bulkpush.sources import FileRange
+from bulkpush.targets import target_kind
 from bulkpush.worker.limiter import SHARED_RATE_SAFETY
 from bulkpush.worker.metrics import Metrics
 from bulkpush.worker.queue import JobQueue, Lease, LeaseState, new_worker_id
 
-__all__ = ["Watermark", "Worker", "merge_rejects"]
+__all__ = ["Watermark", "Worker", "merge_rejects", "rejects_part_path"]
 
 log = logging.getLogger("bulkpush.worker")
 
@@ -109,27 +113,85 @@ class Watermark:
             report.add_outcome(event)
 
 
+def rejects_part_path(rejects: str, part: int, attempt: int, first_line: int) -> str:
+    """The rejects file of one attempt at a part: ``rejects.partNNNNN-A.lineL``.
+
+    ``first_line`` is the line the attempt starts reading at (its part's
+    checkpoint), which :func:`merge_rejects` needs to drop what the attempt
+    before it wrote twice.
+    """
+    return f"{rejects}.part{part:05d}-{attempt}.line{first_line}"
+
+
+# The names rejects_part_path makes, ``.tmp`` while the attempt writes (or
+# after it died); names without ``.lineL`` were made before it was recorded.
+_PART_FILE = re.compile(r"\.part(\d+)-(\d+)(?:\.line(\d+))?(?:\.tmp)?")
+_LINE_KEY = b',"line":'
+
+
+def _line_of(line: bytes) -> int | None:
+    """The source line a rejects line names: its last key (see ``report.rejects_line``)."""
+    at = line.rfind(_LINE_KEY)
+    try:
+        return int(line[at + len(_LINE_KEY) :].rstrip(b"}\r\n")) if at >= 0 else None
+    except ValueError:
+        return None
+
+
+def _complete_lines(name: str) -> Iterator[bytes]:
+    """A rejects file's lines, but for the half-written last line of a killed worker."""
+    with open(name, "rb") as fh:
+        for line in fh:
+            if line.endswith(b"\n"):
+                yield line
+
+
 def merge_rejects(path: str) -> int:
     """Merge the parts' rejects files (``path.part*``) into ``path``; return its line count.
 
-    Lines repeated by a resumed part are written once; the half-written last
-    line of a killed worker's file is dropped. Written atomically.
+    Files go in part order, and a part's attempts in the order they ran. An
+    attempt that did not finish its part left records above its checkpoint
+    to the next attempt, which read them again from its first line (in the
+    file's name) and wrote them again if they were still rejected: of each
+    attempt but the last, only the lines below the next attempt's first line
+    are kept, so a product rejected twice by a resent window is written
+    once, with the verdict of the attempt that committed it. A whole-file
+    part restarts at line 1, so only its last attempt's lines are kept. The
+    half-written last line of a killed worker's file is dropped.
+
+    Memory does not grow with the number of rejects: files are streamed, and
+    a line is placed by the position it names, not compared with the others
+    (but for the parts of a job queued before positions were recorded in the
+    names, whose lines are de-duplicated as wholes). Names that are not part
+    files are left alone. Written atomically; the part files are removed.
     """
-    files = sorted(glob.glob(glob.escape(path) + ".part*"))
-    seen: set[bytes] = set()
+    found: list[tuple[int, int, int | None, str]] = []
+    for name in glob.glob(glob.escape(path) + ".part*"):
+        m = _PART_FILE.fullmatch(name, len(path))
+        if m is not None:
+            first = int(m[3]) if m[3] is not None else None
+            found.append((int(m[1]), int(m[2]), first, name))
+    found.sort()
     tmp = path + ".merging"
     count = 0
     with open(tmp, "wb") as out:
-        for name in files:
-            with open(name, "rb") as fh:
-                for line in fh:
-                    if not line.endswith(b"\n") or line in seen:
+        for _, group in itertools.groupby(found, key=lambda f: f[0]):
+            attempts = list(group)
+            legacy = any(first is None for _, _, first, _ in attempts[1:])
+            seen: set[bytes] = set()
+            for i, (_, _, _, name) in enumerate(attempts):
+                below = attempts[i + 1][2] if i + 1 < len(attempts) else None
+                for line in _complete_lines(name):
+                    if legacy:
+                        if line in seen:
+                            continue
+                        seen.add(line)
+                    elif below is not None and (n := _line_of(line)) is not None and n >= below:
                         continue
-                    seen.add(line)
                     out.write(line)
                     count += 1
     os.replace(tmp, path)
-    for name in files:
+    for *_, name in found:
         with contextlib.suppress(OSError):
             os.remove(name)
     return count
@@ -184,7 +246,6 @@ class Worker:
         self.poll_s = poll_s
         self.metrics = metrics or Metrics()
         self.environ = environ if environ is not None else dict(os.environ)
-        self.parts_done = 0
         self._stopping = asyncio.Event()
         self._current: _Run | None = None
 
@@ -240,6 +301,13 @@ class Worker:
 
     async def _push(self, lease: Lease) -> str:
         part, spec = lease.part, lease.spec
+        try:
+            # Queues refuse unknown kinds at submit; a spec queued before a kind
+            # was dropped (or written by hand) fails its job here, alone.
+            target_kind(spec.target.kind)
+        except ConfigError as exc:
+            await self.queue.fail(lease, str(exc))
+            return "failed"
         token = self.environ.get(spec.target.token_env, "")
         if not token:
             await self.queue.fail(
@@ -262,7 +330,9 @@ class Worker:
         self._current = run
         rejects = None
         if spec.options.rejects:
-            rejects = f"{spec.options.rejects}.part{part.index:05d}-{part.attempts}"
+            rejects = rejects_part_path(
+                spec.options.rejects, part.index, part.attempts, run.watermark.line
+            )
         options = spec.options.push_options(
             stream_type=spec.target.stream_type, rejects_path=rejects
         )
@@ -276,7 +346,6 @@ class Worker:
             return "failed"
         if outcome == "done":
             finished = await self.queue.complete(lease, run.report())
-            self.parts_done += 1
             if finished:
                 await self._finish_job(lease)
             return "done"
@@ -318,19 +387,26 @@ class Worker:
         source: Source = part.source
         if part.end is not None:
             source = FileRange(part.source, start=part.offset, end=part.end, first_line=part.line)
-        client = StreamClient(
-            token=token,
-            api_url=target.api_url,
-            transport_options=TransportOptions(
-                verify_tls=not target.insecure,
-                ca_bundle=target.ca_bundle,
-                integration=target.integration,
+        # Any kind of target: its auth headers and its Target from the registry.
+        kind = target_kind(target.kind)
+        engine = Engine(
+            HttpTransport(
+                target.api_url,
+                auth_headers=kind.auth(token),
+                options=TransportOptions(
+                    verify_tls=not target.insecure,
+                    ca_bundle=target.ca_bundle,
+                    integration=target.integration,
+                ),
             ),
             pacer_factory=self._pacer_factory(target.api_url),
         )
-        async with client:
-            pipeline = await client.open_push(
-                source, stream=target.stream, options=options, on_record=run.watermark.seen
+        async with engine:
+            pipeline = await engine.open_push(
+                kind.target(target.stream),
+                source,
+                options=options,
+                on_record=run.watermark.seen,
             )
             run.pipeline = pipeline
             if self._stopping.is_set():

@@ -20,16 +20,17 @@ import orjson
 
 from bulkpush._quota import Pacer, Quota
 from bulkpush.errors import ConfigError, QueueError
+from bulkpush.worker._queue_types import DEFAULT_LEASE_TTL, Lease, LeaseState
 from bulkpush.worker.jobs import (
     JobSpec,
     JobView,
     Part,
+    check_target_kind,
     job_status,
     new_job_id,
     plan_parts,
 )
 from bulkpush.worker.limiter import SharedPacer, SqliteSlots
-from bulkpush.worker.queue import DEFAULT_LEASE_TTL, Lease, LeaseState
 from bulkpush.worker.sqlite_file import SqliteFile
 
 __all__ = ["SqliteQueue"]
@@ -121,6 +122,7 @@ class SqliteQueue:
     # --- the interface ------------------------------------------------------------
 
     async def submit(self, spec: JobSpec) -> str:
+        check_target_kind(spec.target.kind)
         job_id = new_job_id()
         parts = await asyncio.to_thread(plan_parts, job_id, spec)
         created = time.time()

@@ -67,12 +67,12 @@ def test_rates_below_one_use_longer_windows() -> None:
     assert limiter.hit("k").allowed
 
 
-def test_peek_counts_nothing() -> None:
+def test_refused_requests_count_nothing() -> None:
     limiter = FixedWindowLimiter(2, clock=FakeClock(0.0))
-    limiter.hit("k")
-    assert limiter.peek("k").observed == 1
-    assert limiter.peek("k").observed == 1
-    assert "limit=2" in repr(limiter)
+    assert [limiter.hit("k").observed for _ in range(2)] == [1, 2]
+    refused = [limiter.hit("k") for _ in range(3)]
+    assert [(d.allowed, d.observed, d.remaining) for d in refused] == [(False, 2, 0)] * 3
+    assert repr(limiter) == "FixedWindowLimiter(limit=2, window_s=1.0, keys=1)"
 
 
 def test_rate_must_be_positive() -> None:

@@ -5,11 +5,14 @@ from __future__ import annotations
 import contextlib
 import shutil
 import socket
+import sqlite3
 import subprocess
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
+import orjson
 import pytest
 
 from bulkpush.worker.queue import JobQueue, open_queue
@@ -70,6 +73,31 @@ def _flush(url: str) -> None:
     client = redis.Redis.from_url(url)
     try:
         client.flushdb()
+    finally:
+        client.close()
+
+
+def edit_stored_spec(queue_url: str, job_id: str, edit: Callable[[dict[str, Any]], None]) -> None:
+    """Change a queued job's spec where the backend keeps it, as an older version may have left it.
+
+    ``edit`` changes the spec's JSON document in place.
+    """
+    if queue_url.startswith("sqlite:///"):
+        path = queue_url[len("sqlite:///") :]
+        with contextlib.closing(sqlite3.connect(path, timeout=10)) as db, db:
+            (raw,) = db.execute("SELECT spec FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            doc = orjson.loads(raw)
+            edit(doc)
+            db.execute("UPDATE jobs SET spec = ? WHERE id = ?", (orjson.dumps(doc), job_id))
+        return
+    import redis
+
+    client = redis.Redis.from_url(queue_url)
+    try:
+        key = f"bulkpush:job:{job_id}"
+        doc = orjson.loads(client.hget(key, "spec"))
+        edit(doc)
+        client.hset(key, "spec", orjson.dumps(doc).decode())
     finally:
         client.close()
 

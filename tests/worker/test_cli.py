@@ -103,3 +103,5 @@ def test_submit_queues_the_token_reference_never_the_token(queue_url: str, tmp_p
     shown = CliRunner().invoke(cli, ["jobs", "show", job_id, "--json", "--queue", queue_url])
     assert SECRET not in shown.output
     assert orjson.loads(shown.output)["target"]["token_env"] == "MY_TOKEN"
+    assert orjson.loads(shown.output)["target"]["kind"] == "productsup-stream"
+    assert view.spec.target.kind == "productsup-stream"

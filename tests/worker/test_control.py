@@ -42,6 +42,11 @@ async def test_control_api(queue_factory: Any, tmp_path: Path) -> None:
                 job_id = (await r.json())["id"]
             async with http.post(f"{base}/jobs", json={"sources": []}, headers=auth) as r:
                 assert r.status == 400
+            bogus = spec.to_json()
+            bogus["target"]["kind"] = "bogus"
+            async with http.post(f"{base}/jobs", json=bogus, headers=auth) as r:
+                assert r.status == 400
+                assert "known kinds are productsup-stream" in (await r.json())["error"]
             async with http.get(f"{base}/jobs", headers=auth) as r:
                 assert [j["id"] for j in await r.json()] == [job_id]
             async with http.get(f"{base}/jobs/{job_id}", headers=auth) as r:

@@ -12,10 +12,12 @@ import pytest
 
 from bulkpush import Pacer, Quota, Window
 from bulkpush.errors import ConfigError
+from bulkpush.targets import KINDS
+from bulkpush.targets.productsup_stream import DEFAULT_API_URL
 from bulkpush.worker.jobs import JobOptions, JobSpec, Target
 from bulkpush.worker.queue import open_queue
 
-from .conftest import write_catalog
+from .conftest import edit_stored_spec, write_catalog
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -143,6 +145,40 @@ async def test_spec_round_trips_and_holds_no_token(tmp_path: Path) -> None:
         Target(stream="1", token_env="not a name")
     with pytest.raises(ConfigError):
         JobSpec(sources=("-",), target=Target(stream="1"))
+
+
+async def test_an_unknown_target_kind_is_refused_at_submit(
+    queue_factory: Any, tmp_path: Path
+) -> None:
+    q = queue_factory()
+    cat = write_catalog(tmp_path / "c.ndjson", 10)
+    bogus = JobSpec(sources=(str(cat),), target=Target(kind="bogus", stream="42"))
+    with pytest.raises(ConfigError, match="'bogus': known kinds are productsup-stream"):
+        await q.submit(bogus)
+    assert await q.list_jobs() == [] and await q.depth() == 0
+
+
+async def test_a_spec_stored_without_a_kind_is_a_productsup_stream(
+    queue_factory: Any, queue_url: str, tmp_path: Path
+) -> None:
+    q = queue_factory()
+    job_id = await q.submit(spec(write_catalog(tmp_path / "c.ndjson", 10)))
+    edit_stored_spec(queue_url, job_id, lambda doc: doc["target"].pop("kind"))
+    view = await q.get(job_id)
+    assert view is not None and view.spec.target.kind == "productsup-stream"
+    assert view.to_json()["target"]["kind"] == "productsup-stream"
+    lease = await q.lease("w1")
+    assert lease is not None and lease.spec.target.kind == "productsup-stream"
+
+
+def test_a_targets_api_url_defaults_by_its_kind() -> None:
+    assert KINDS["productsup-stream"].default_api_url == DEFAULT_API_URL
+    target = Target(stream="1")
+    assert (target.kind, target.api_url) == ("productsup-stream", DEFAULT_API_URL)
+    assert Target(stream="1", api_url="http://127.0.0.1:1").api_url == "http://127.0.0.1:1"
+    assert JobSpec.from_json(spec("/x").to_json())
+    # A kind no longer known still parses (its job fails when a worker takes it).
+    assert Target(kind="retired", stream="1", api_url="http://h").kind == "retired"
 
 
 async def test_unknown_queue_scheme() -> None:

@@ -19,7 +19,7 @@ from bulkpush.worker.queue import JobQueue, Lease, LeaseState
 from bulkpush.worker.runner import Watermark, Worker
 
 from ..conftest import TEST_TOKEN
-from .conftest import write_catalog
+from .conftest import edit_stored_spec, write_catalog
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -107,7 +107,12 @@ async def test_job_with_parts_lands_every_product_once(
     }  # fmt: skip
     assert doc["status"] in JOB_STATUSES and doc["status"] == "done"
     assert set(Report().to_dict()) <= set(doc["report"])
-    assert doc["target"] == {"stream": sid, "api_url": emu.url, "token_env": "BP_TEST_TOKEN"}
+    assert doc["target"] == {
+        "kind": "productsup-stream",
+        "stream": sid,
+        "api_url": emu.url,
+        "token_env": "BP_TEST_TOKEN",
+    }
     assert doc["progress"] == {"parts": 3, "parts_done": 3, "parts_running": 0, "fraction": 1.0}
     assert [p["status"] for p in doc["parts"]] == ["done"] * 3
     # The worker's metrics, per stream.
@@ -136,6 +141,27 @@ async def test_failing_job_does_not_stop_others(
     assert "No such file" in bad.error or "no such file" in bad.error
     nt = await q.get(no_token)
     assert nt.status == "failed" and "NOPE_X" in nt.error
+    assert len(emu.products(sid)) == 100
+
+
+async def test_a_queued_job_of_an_unknown_kind_fails_alone(
+    queue_factory: Any, queue_url: str, emulator_factory: Any, tmp_path: Path
+) -> None:
+    # Queued when its kind was known (or by hand): the worker fails that job only.
+    emu = await emulator_factory(FAST)
+    sid = emu.create_stream("worker-unknown-kind")
+    q = queue_factory()
+    retired = await q.submit(job(emu.url, write_catalog(tmp_path / "a.ndjson", 10), stream=sid))
+    edit_stored_spec(queue_url, retired, lambda doc: doc["target"].update(kind="retired-kind"))
+    good = await q.submit(job(emu.url, write_catalog(tmp_path / "b.ndjson", 100), stream=sid))
+    view = await run_worker(q, good)
+    assert view.status == "done"
+    bad = await q.get(retired)
+    assert bad.status == "failed"
+    assert (bad.error or "").endswith(
+        ": unknown target kind 'retired-kind': known kinds are productsup-stream"
+    )
+    assert bad.to_json()["target"]["kind"] == "retired-kind"
     assert len(emu.products(sid)) == 100
 
 
@@ -184,6 +210,40 @@ async def test_stop_mid_part_sends_what_was_read_and_gives_the_part_back(
     assert set(emu.upload_counts(sid).values()) == {1}  # nothing sent twice
     report = view.report()
     assert (report["read"], report["accepted"]) == (20_000, 20_000) and report["balanced"]
+
+
+async def test_a_resumed_parts_rejects_are_merged_once(
+    queue_factory: Any, emulator_factory: Any, tmp_path: Path
+) -> None:
+    emu = await emulator_factory(FAST)
+    sid = emu.create_stream("worker-resumed-rejects")
+    cat = write_catalog(tmp_path / "c.ndjson", 20_000, bad_every=500)
+    rejects = tmp_path / "rejects.ndjson"
+    q = queue_factory()
+    job_id = await q.submit(
+        job(emu.url, cat, stream=sid, parts=1, max_products=100, rejects=str(rejects))
+    )
+    worker = Worker(q, poll_s=0.05, environ={"BP_TEST_TOKEN": TEST_TOKEN})
+    lease = await q.lease(worker.id)
+    assert lease is not None
+    task = asyncio.create_task(worker.run_part(lease))
+    while (run := worker._current) is None or run.pipeline is None or not run.pipeline.report.read:
+        assert not task.done()
+        await asyncio.sleep(0)
+    worker.stop()
+    await asyncio.wait_for(task, 30)
+    part = (await q.get(job_id)).parts[0]
+    assert part.status == "queued" and part.line > 1
+    # Each attempt's file is named by the line it started at.
+    assert [f.name for f in tmp_path.glob("rejects.ndjson.part*")] == [  # noqa: ASYNC240
+        "rejects.ndjson.part00000-1.line1"
+    ]
+    view = await run_worker(q, job_id)
+    assert view.status == "done"
+    lines = [orjson.loads(x)["line"] for x in rejects.read_bytes().splitlines()]
+    assert sorted(lines) == [n + 1 for n in range(0, 20_000, 500)]  # each once
+    assert view.report()["rejected"] == 40
+    assert not list(tmp_path.glob("rejects.ndjson.part*"))  # noqa: ASYNC240
 
 
 class LosesOneCancel:
