@@ -652,3 +652,20 @@ def test_docs_describe_every_key() -> None:
     docs = (Path(__file__).parent.parent / "docs" / "report.md").read_text()
     for f in fields(ReportData):
         assert f"`{f.name}`" in docs, f.name
+
+
+def test_rejects_lines_are_recognised_and_unwrapped(tmp_path: Path) -> None:
+    from bulkpush.report._rejects import REJECTS_KEYS, is_rejects_line, unwrap_rejects
+
+    path = tmp_path / "rejects.ndjson"
+    bad = Record("cat.ndjson", 7, 70, b"not json")
+    with RejectsWriter(path) as w:
+        w.write(Rejection(rec(1), "client", "missing name"))
+        w.write(Rejection(bad, "client", "invalid JSON"))
+    lines = path.read_bytes().splitlines()
+    assert all(is_rejects_line(line) for line in lines)
+    assert all(list(orjson.loads(line)) == list(REJECTS_KEYS) for line in lines)
+    read_back = [Record("rejects.ndjson", i, 0, line) for i, line in enumerate(lines, 1)]
+    products = [r.raw for r in unwrap_rejects(read_back, cap=1000)]
+    assert products == [rec(1).raw, b"not json"]
+    assert not is_rejects_line(rec(1).raw)

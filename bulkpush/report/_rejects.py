@@ -1,23 +1,29 @@
-"""The rejects file: NDJSON, one ``{"product", "reason", "stage", "source", "line"}`` a line.
+"""The rejects file, written and read: NDJSON, one ``{"product", "reason", "stage", "source",
+"line"}`` object a line (docs/report.md, "The rejects file").
 
-:class:`RejectsWriter` writes the rejected products themselves, in the shape
-the ``rejects`` source format reads back (docs/report.md, "The rejects
-file"), so a fixed rejects file can be pushed again.
+:class:`RejectsWriter` writes the rejected products themselves;
+:func:`is_rejects_line` recognises such a file by its first line and
+:func:`unwrap_rejects` reads it back (the sources' ``rejects`` format), so a
+fixed rejects file can be pushed again.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from types import TracebackType
 from typing import IO
 
 import orjson
 
-from bulkpush.records import Rejection
+from bulkpush.records import Record, Rejection
 from bulkpush.report._redact import redact
 
-__all__ = ["RejectsWriter", "rejects_line"]
+__all__ = ["REJECTS_KEYS", "RejectsWriter", "is_rejects_line", "rejects_line", "unwrap_rejects"]
+
+#: The keys of a rejects line, in the order written.
+REJECTS_KEYS = ("product", "reason", "stage", "source", "line")
+_KEY_SET = frozenset(REJECTS_KEYS)
 
 
 class RejectsWriter:
@@ -136,3 +142,41 @@ def rejects_line(rejection: Rejection, reason: str | None = None) -> bytes:
         return b'{"product":' + raw + b"," + tail[1:] + b"\n"
     text = raw.decode("utf-8", errors="backslashreplace").rstrip("\r\n")
     return b'{"product":' + orjson.dumps(text) + b"," + tail[1:] + b"\n"
+
+
+def is_rejects_line(line: bytes) -> bool:
+    """True when ``line`` (stripped) is a rejects line: an object with exactly its keys."""
+    if not line.startswith(b"{"):
+        return False
+    try:
+        obj = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return False
+    return isinstance(obj, dict) and obj.keys() == _KEY_SET
+
+
+def unwrap_rejects(records: Iterable[Record], *, cap: int) -> Iterator[Record]:
+    """The records of a rejects file's lines, each with its ``product`` as ``raw``.
+
+    The records keep the position of the rejects file's own lines. An object
+    product is re-encoded, a string product (the original line was not JSON)
+    becomes its bytes; a line that is not a rejects object (a user replaced
+    it with the bare product, or it is over ``cap`` bytes) is left as it is.
+    """
+    for rec in records:
+        raw = rec.raw
+        if len(raw) > cap:
+            yield rec
+            continue
+        try:
+            obj = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            yield rec
+            continue
+        if isinstance(obj, dict) and "product" in obj and "reason" in obj:
+            product = obj["product"]
+            if isinstance(product, str):
+                rec.raw = product.encode("utf-8", "surrogateescape").strip()
+            else:
+                rec.raw = orjson.dumps(product)
+        yield rec

@@ -6,10 +6,12 @@ by the name alone, for files, stdin and file objects alike.
 
 The modules, one idea each: ``_open`` (paths, stdin, decompression, format
 detection and the choice of reader), ``_framing`` (blocks, lines, the record
-size cap), ``_ndjson`` (NDJSON and rejects files), ``_csv``, ``_jsonarray``,
-``_objects`` (Python iterables), ``_ranges`` (byte ranges of a file) and
-``_read`` (:func:`iter_records`). Each reader's module docstring states its
-positions (``Record.line``, ``Record.offset``) and what it rejects.
+size cap), ``_ndjson``, ``_csv``, ``_jsonarray``, ``_objects`` (Python
+iterables), ``_ranges`` (byte ranges of a file) and ``_read``
+(:func:`iter_records`). A rejects file is read as NDJSON and unwrapped by
+``bulkpush.report._rejects``, the module that also writes it. Each
+reader's module docstring states its positions (``Record.line``,
+``Record.offset``) and what it rejects.
 
 Bounded records: a line longer than ``max_record_bytes`` (a keyword of
 :func:`iter_records`, :meth:`FileRange.records` and :func:`iter_objects`;

@@ -1,4 +1,4 @@
-"""The NDJSON reader (the hot path) and the reader of bulkpush's own rejects files.
+"""The NDJSON reader: the hot path of the whole tool.
 
 NDJSON positions: ``line`` is the physical line (1-based, lines end at
 ``\\n``; a ``\\r`` before it is stripped; a lone ``\\r`` does not end a
@@ -9,7 +9,8 @@ dropped. Blank (whitespace-only) lines are not products: they are skipped and
 yield nothing, but still count for line numbers. (The API would refuse them
 as "Empty Payload line"; they carry no product to report.)
 
-A rejects file is read as NDJSON, each line then unwrapped to its product.
+A bulkpush rejects file is NDJSON too: it is read here, then each line is
+unwrapped to its product (``bulkpush.report._rejects``, where it is written).
 """
 
 from __future__ import annotations
@@ -17,14 +18,10 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 
-import orjson
-
 from bulkpush.records import Record
 from bulkpush.sources._framing import BOM, WS, Reader, line_batches
 
-__all__ = ["is_rejects_line", "read_ndjson", "read_rejects"]
-
-_REJECTS_KEYS = frozenset({"product", "reason", "stage", "source", "line"})
+__all__ = ["read_ndjson"]
 
 
 def read_ndjson(
@@ -64,40 +61,3 @@ def read_ndjson(
                     yield Record(source, line_no, offset, raw)
             line_no += 1
             offset += n + 1 if special is None else special
-
-
-def is_rejects_line(line: bytes) -> bool:
-    """True when ``line`` (stripped) is a line of a bulkpush rejects file."""
-    if not line.startswith(b"{"):
-        return False
-    try:
-        obj = orjson.loads(line)
-    except orjson.JSONDecodeError:
-        return False
-    return isinstance(obj, dict) and obj.keys() == _REJECTS_KEYS
-
-
-def read_rejects(read: Reader, prefix: bytes, source: str, *, cap: int) -> Iterator[Record]:
-    """Each rejects line's ``product``, at the position of the rejects file's line.
-
-    An object product is re-encoded, a string product (the original line was
-    not JSON) becomes its bytes; a line a user replaced with the bare product
-    is read as that product.
-    """
-    for rec in read_ndjson(read, prefix, source, cap=cap):
-        raw = rec.raw
-        if len(raw) > cap:
-            yield rec
-            continue
-        try:
-            obj = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            yield rec
-            continue
-        if isinstance(obj, dict) and "product" in obj and "reason" in obj:
-            product = obj["product"]
-            if isinstance(product, str):
-                rec.raw = product.encode("utf-8", "surrogateescape").strip()
-            else:
-                rec.raw = orjson.dumps(product)
-        yield rec

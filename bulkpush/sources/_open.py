@@ -19,10 +19,13 @@ import zstandard
 
 from bulkpush.errors import ConfigError, SourceError
 from bulkpush.records import Record, Rejection
+
+# The rejects file's format is defined once, next to its writer.
+from bulkpush.report._rejects import is_rejects_line, unwrap_rejects
 from bulkpush.sources._csv import read_csv
 from bulkpush.sources._framing import BLOCK, BOM, Reader, peek_first_line
 from bulkpush.sources._jsonarray import read_json
-from bulkpush.sources._ndjson import is_rejects_line, read_ndjson, read_rejects
+from bulkpush.sources._ndjson import read_ndjson
 
 try:
     from isal import igzip as _gzip
@@ -250,7 +253,7 @@ def read_stream(
     if fmt == "ndjson":
         yield from read_ndjson(read, prefix, source, line_no=first_line, cap=cap)
     elif fmt == "rejects":
-        yield from read_rejects(read, prefix, source, cap=cap)
+        yield from unwrap_rejects(read_ndjson(read, prefix, source, cap=cap), cap=cap)
     elif fmt == "csv":
         yield from read_csv(read, prefix, source, cap=cap)
     elif fmt == "json":
