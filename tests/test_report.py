@@ -607,3 +607,65 @@ def test_rejects_reason_masks_credentials(tmp_path: Path) -> None:
 def test_public_names() -> None:
     for name in report_module.__all__:
         assert hasattr(report_module, name), name
+
+
+# -- the schema ------------------------------------------------------------------
+
+
+def test_contract_keys_are_pinned() -> None:
+    assert CONTRACT_KEYS == (
+        "read",
+        "accepted",
+        "rejected",
+        "not_sent",
+        "requests",
+        "retries",
+        "throttled",
+        "batches",
+        "bytes_read",
+        "bytes_sent",
+        "duration_s",
+        "errors",
+    )
+
+
+def test_every_report_has_the_schema_keys_in_order() -> None:
+    from dataclasses import fields
+
+    from bulkpush.report._schema import ReportData
+
+    keys = [f.name for f in fields(ReportData)]
+    assert keys[: len(CONTRACT_KEYS)] == list(CONTRACT_KEYS)
+    report = Report()
+    report.add_read(2)
+    report.add_outcome(Outcome(chunk(1, 2), status=200, accepted=2, attempts=1))
+    assert list(report.to_dict()) == keys[:-1]  # "parts" only in merged reports
+    assert list(merge_reports([report.to_dict(), report.to_dict()])) == keys
+    assert list(merge_reports([])) == keys
+
+
+def test_docs_describe_every_key() -> None:
+    from dataclasses import fields
+
+    from bulkpush.report._schema import ReportData
+
+    docs = (Path(__file__).parent.parent / "docs" / "report.md").read_text()
+    for f in fields(ReportData):
+        assert f"`{f.name}`" in docs, f.name
+
+
+def test_rejects_lines_are_recognised_and_unwrapped(tmp_path: Path) -> None:
+    from bulkpush.report._rejects import REJECTS_KEYS, is_rejects_line, unwrap_rejects
+
+    path = tmp_path / "rejects.ndjson"
+    bad = Record("cat.ndjson", 7, 70, b"not json")
+    with RejectsWriter(path) as w:
+        w.write(Rejection(rec(1), "client", "missing name"))
+        w.write(Rejection(bad, "client", "invalid JSON"))
+    lines = path.read_bytes().splitlines()
+    assert all(is_rejects_line(line) for line in lines)
+    assert all(list(orjson.loads(line)) == list(REJECTS_KEYS) for line in lines)
+    read_back = [Record("rejects.ndjson", i, 0, line) for i, line in enumerate(lines, 1)]
+    products = [r.raw for r in unwrap_rejects(read_back, cap=1000)]
+    assert products == [rec(1).raw, b"not json"]
+    assert not is_rejects_line(rec(1).raw)

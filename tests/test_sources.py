@@ -548,3 +548,68 @@ def test_no_file_left_open(tmp_path: Path) -> None:
         next(it)
         it.close()  # type: ignore[attr-defined]
     assert len(os.listdir("/proc/self/fd")) <= before
+
+
+# --- the record size cap ----------------------------------------------------------
+
+
+def test_default_cap_is_the_stream_api_line_limit() -> None:
+    from bulkpush.sources._framing import DEFAULT_MAX_RECORD_BYTES
+
+    assert DEFAULT_MAX_RECORD_BYTES == CAP
+
+
+def test_sources_do_not_import_the_stream_api_limits() -> None:
+    package = Path(sources.__file__).parent
+    for module in package.glob("*.py"):
+        imports = re.findall(r"^\s*(?:from|import) (bulkpush\.limits)\b", module.read_text(), re.M)
+        assert not imports, module.name
+
+
+def test_max_record_bytes_caps_every_reader(tmp_path: Path) -> None:
+    cap = 20
+    long_line = b'{"id":"big","d":"' + b"x" * 100 + b'"}'
+    data = b'{"id":1}\n' + long_line + b'\n{"id":3}\n'
+    out = records(data, format="ndjson", max_record_bytes=cap)
+    assert [r.line for r in out] == [1, 2, 3]
+    assert out[1].raw == long_line[: cap + 1]
+    assert out[2].offset == len(b'{"id":1}\n') + len(long_line) + 1
+
+    rows = read(b"id,d\n1," + b"x" * 30 + b"\n2,y\n", format="csv", max_record_bytes=cap)
+    assert isinstance(rows[0], Rejection)
+    assert rows[0].message == "Product payload is too large: CSV row over 20 bytes"
+    assert isinstance(rows[1], Record) and rows[1].line == 3
+
+    (obj,) = records(long_line, format="json", max_record_bytes=cap)
+    assert obj.raw == long_line[: cap + 1]
+
+    path = tmp_path / "a.ndjson"
+    path.write_bytes(data)
+    ranged = list(sources.FileRange(str(path), start=1, first_line=2).records(max_record_bytes=cap))
+    assert [(r.line, len(r.raw)) for r in ranged] == [(2, cap + 1), (3, 8)]
+    whole = list(sources.FileRange(str(path)).records(max_record_bytes=cap))
+    assert [r.line for r in whole] == [1, 2, 3] and len(whole[1].raw) == cap + 1
+
+
+def test_max_record_bytes_must_be_positive() -> None:
+    with pytest.raises(ConfigError, match="max_record_bytes"):
+        read(b'{"id":1}\n', max_record_bytes=0)
+
+
+def test_public_names() -> None:
+    assert set(sources.__all__) == {
+        "MSG_CSV_EXTRA_CELLS",
+        "MSG_CSV_MALFORMED",
+        "MSG_CSV_ROW_TOO_LARGE",
+        "MSG_JSON_BROKEN",
+        "MSG_UNENCODABLE",
+        "FileRange",
+        "Format",
+        "detect_format",
+        "iter_objects",
+        "iter_records",
+        "open_source",
+        "split_ranges",
+    }
+    for name in sources.__all__:
+        assert hasattr(sources, name), name

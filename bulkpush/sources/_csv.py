@@ -1,0 +1,134 @@
+"""The CSV reader: a header row, then one flat product per row.
+
+``line`` is the physical line where the row starts (the header is line 1),
+``offset`` that line's byte offset. The first non-blank row is the header;
+its names must be non-empty and distinct (else ``SourceError``). Values are
+strings; empty cells are omitted, and so are missing cells of a short row; a
+row with more cells than the header is a rejection. Rows whose every cell is
+empty or whitespace are blank and skipped. UTF-8, a BOM tolerated; a row that
+is not valid UTF-8 is a rejection, and so is a row over the record size cap.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterator
+
+import orjson
+
+from bulkpush.errors import SourceError
+from bulkpush.records import STAGE_CLIENT, Record, Rejection
+from bulkpush.sources._framing import BOM, DEFAULT_MAX_RECORD_BYTES, Reader, lines
+from bulkpush.validation import MSG_BAD_ENCODING
+
+__all__ = [
+    "MSG_CSV_EXTRA_CELLS",
+    "MSG_CSV_MALFORMED",
+    "MSG_CSV_ROW_TOO_LARGE",
+    "read_csv",
+]
+
+
+def _row_too_large(cap: int) -> str:
+    return f"Product payload is too large: CSV row over {cap:,} bytes"
+
+
+MSG_CSV_EXTRA_CELLS = "CSV row has more cells than the header"
+MSG_CSV_MALFORMED = "Malformed CSV row (e.g. a stray quote or line break)"
+#: The message under the default cap; another cap names its own number.
+MSG_CSV_ROW_TOO_LARGE = _row_too_large(DEFAULT_MAX_RECORD_BYTES)
+
+
+class _CsvLines:
+    """Decoded lines for ``csv.reader``, remembering what the current row consumed."""
+
+    def __init__(self, read: Reader, prefix: bytes, cap: int) -> None:
+        self._it = lines(read, prefix, cap)
+        self._cap = cap
+        self.lines_read = 0
+        self.offset = 0  # offset of the next line
+        self.row_raw: list[bytes] = []
+        self.row_too_long = False
+        self.bad_encoding = False
+
+    def start_row(self) -> None:
+        self.row_raw = []
+        self.row_too_long = False
+        self.bad_encoding = False
+
+    def __iter__(self) -> _CsvLines:
+        return self
+
+    def __next__(self) -> str:
+        line, nbytes = next(self._it)
+        if self.lines_read == 0 and line.startswith(BOM):
+            line = line[len(BOM) :]
+        self.lines_read += 1
+        self.offset += nbytes
+        if len(line) > self._cap:
+            self.row_too_long = True
+            line = line[: self._cap]
+        self.row_raw.append(line)
+        try:
+            text = line.decode("utf-8")
+        except UnicodeDecodeError:
+            self.bad_encoding = True
+            text = line.decode("utf-8", "replace")
+        return text + "\n"
+
+
+def read_csv(read: Reader, prefix: bytes, source: str, *, cap: int) -> Iterator[Record | Rejection]:
+    """Records of the rows, or ``Rejection``s for rows that cannot make a product.
+
+    Raises ``SourceError`` when the header is unusable.
+    """
+    if csv.field_size_limit() < cap:
+        # process-wide, but only ever raised: the default (128 KiB) is under one product
+        csv.field_size_limit(cap)
+    too_large = MSG_CSV_ROW_TOO_LARGE if cap == DEFAULT_MAX_RECORD_BYTES else _row_too_large(cap)
+    rows = _CsvLines(read, prefix, cap)
+    reader = csv.reader(rows, strict=False)
+    header: list[str] | None = None
+    while True:
+        rows.start_row()
+        line_no, offset = rows.lines_read + 1, rows.offset
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            if header is None:
+                msg = f"{source}: the CSV header cannot be parsed: {exc}"
+                raise SourceError(msg, source=source) from exc
+            yield _rejection(source, line_no, offset, rows, MSG_CSV_MALFORMED)
+            continue
+        if not any(cell.strip() for cell in row):
+            continue
+        if header is None:
+            header = _header(row, source)
+            continue
+        if rows.row_too_long:
+            yield _rejection(source, line_no, offset, rows, too_large)
+        elif rows.bad_encoding:
+            yield _rejection(source, line_no, offset, rows, MSG_BAD_ENCODING)
+        elif len(row) > len(header):
+            yield _rejection(source, line_no, offset, rows, MSG_CSV_EXTRA_CELLS)
+        else:
+            obj = {key: value for key, value in zip(header, row, strict=False) if value}
+            yield Record(source, line_no, offset, orjson.dumps(obj))
+
+
+def _header(row: list[str], source: str) -> list[str]:
+    seen: set[str] = set()
+    for i, name in enumerate(row, 1):
+        if not name.strip():
+            raise SourceError(f"{source}: CSV header column {i} has no name", source=source)
+        if name in seen:
+            raise SourceError(f"{source}: CSV header names {name!r} twice", source=source)
+        seen.add(name)
+    return row
+
+
+def _rejection(source: str, line_no: int, offset: int, rows: _CsvLines, message: str) -> Rejection:
+    raw = b"\n".join(rows.row_raw).rstrip(b"\r\n")
+    return Rejection(Record(source, line_no, offset, raw), STAGE_CLIENT, message)
