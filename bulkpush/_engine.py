@@ -181,6 +181,9 @@ class Engine(AsyncResource):
         settings = PipelineSettings(
             max_count=plan.max_count,
             max_bytes=plan.max_bytes,
+            # Twice the largest product: one just over the limit is held whole
+            # (its id and bytes reach the rejects file), a runaway line never is.
+            read_cap=2 * plan.max_record_bytes,
             min_bytes=plan.min_bytes,
             target_bytes=plan.target_bytes,
             body_format=plan.body_format,

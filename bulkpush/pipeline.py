@@ -39,7 +39,13 @@ from bulkpush.errors import BulkpushError, ChunkFailed, RunStopped, SourceError
 from bulkpush.progress import Progress, make_progress
 from bulkpush.records import Chunk, Outcome, Record, Rejection
 from bulkpush.report import RejectsWriter, Report
-from bulkpush.sources import FileRange, Format, iter_objects, iter_records
+from bulkpush.sources import (
+    DEFAULT_MAX_RECORD_BYTES,
+    FileRange,
+    Format,
+    iter_objects,
+    iter_records,
+)
 from bulkpush.validation import Validator
 
 __all__ = [
@@ -72,10 +78,15 @@ class Sender(Protocol):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PipelineSettings:
-    """How the stages are joined: chunk limits, body format, queue sizes, budget."""
+    """How the stages are joined: chunk limits, body format, queue sizes, budget.
+
+    ``read_cap``: the most bytes of one line (CSV row, JSON element) a source
+    holds; a longer one is kept cut short, enough to be rejected as too large.
+    """
 
     max_count: int
     max_bytes: int
+    read_cap: int = DEFAULT_MAX_RECORD_BYTES
     min_bytes: int = 0
     target_bytes: int | None = None
     body_format: BodyFormat = "ndjson"
@@ -130,13 +141,18 @@ class _Reader:
         self.cut = 0
 
     def _items(self, sources: Iterable[Source]) -> Iterator[Record | Rejection]:
+        cap = self.settings.read_cap
         for src in sources:
             if isinstance(src, FileRange):
-                yield from src.records(format=self.settings.format)
+                yield from src.records(format=self.settings.format, max_record_bytes=cap)
             elif isinstance(src, str | os.PathLike) or hasattr(src, "read"):
-                yield from iter_records(src, format=self.settings.format)  # type: ignore[arg-type]
+                yield from iter_records(
+                    src,  # type: ignore[arg-type]
+                    format=self.settings.format,
+                    max_record_bytes=cap,
+                )
             else:
-                yield from iter_objects(src)
+                yield from iter_objects(src, max_record_bytes=cap)
 
     def _encode(self, st: _Step, chunks: list[Chunk]) -> None:
         for chunk in chunks:

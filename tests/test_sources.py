@@ -598,6 +598,7 @@ def test_max_record_bytes_must_be_positive() -> None:
 
 def test_public_names() -> None:
     assert set(sources.__all__) == {
+        "DEFAULT_MAX_RECORD_BYTES",
         "MSG_CSV_EXTRA_CELLS",
         "MSG_CSV_MALFORMED",
         "MSG_CSV_ROW_TOO_LARGE",

@@ -35,6 +35,7 @@ when the source itself cannot make a product of it.
 from __future__ import annotations
 
 from bulkpush.sources._csv import MSG_CSV_EXTRA_CELLS, MSG_CSV_MALFORMED, MSG_CSV_ROW_TOO_LARGE
+from bulkpush.sources._framing import DEFAULT_MAX_RECORD_BYTES
 from bulkpush.sources._jsonarray import MSG_JSON_BROKEN, MSG_UNENCODABLE
 from bulkpush.sources._objects import iter_objects
 from bulkpush.sources._open import Format, detect_format, open_source
@@ -42,6 +43,7 @@ from bulkpush.sources._ranges import FileRange, split_ranges
 from bulkpush.sources._read import iter_records
 
 __all__ = [
+    "DEFAULT_MAX_RECORD_BYTES",
     "MSG_CSV_EXTRA_CELLS",
     "MSG_CSV_MALFORMED",
     "MSG_CSV_ROW_TOO_LARGE",
