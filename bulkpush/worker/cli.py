@@ -20,7 +20,13 @@ from typing import Any, NoReturn, TypeVar
 import click
 import orjson
 
-from bulkpush.cli_options import Connection, connection_options, push_options, stream_options
+from bulkpush.cli_options import (
+    POSITIVE,
+    Connection,
+    connection_options,
+    push_options,
+    stream_options,
+)
 from bulkpush.errors import BulkpushError, ConfigError
 from bulkpush.report import render_summary
 from bulkpush.worker.jobs import DEFAULT_TOKEN_ENV, JobOptions, JobSpec, JobView, Target
@@ -77,12 +83,14 @@ _queue_option = click.option(
 )
 @click.option(
     "--lease-ttl",
-    type=float,
+    type=POSITIVE,
     default=DEFAULT_LEASE_TTL,
     show_default=True,
     help="Seconds before a dead worker's part is taken over by another worker.",
 )
-@click.option("--poll", type=float, default=0.5, show_default=True, help="Idle poll interval (s).")
+@click.option(
+    "--poll", type=POSITIVE, default=0.5, show_default=True, help="Idle poll interval (s)."
+)
 @click.option("--verbose", "-v", is_flag=True, help="Log each part.")
 def worker_command(  # noqa: PLR0917 - click passes options positionally
     queue_url: str | None,
