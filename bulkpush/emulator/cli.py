@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
+import socket
 import sys
 
 import click
@@ -217,5 +219,24 @@ def emulator_command(
         )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve(config))
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(_serve(config))
+    except OSError as exc:  # the address is taken, or the host is not this machine's
+        click.echo(
+            f"bulkpush: error: cannot listen on {_where(host, port)}: {_reason(exc)}", err=True
+        )
+        sys.exit(2)
+
+
+def _where(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _reason(exc: OSError) -> str:
+    """The cause in a few words: "address already in use", not asyncio's long sentence."""
+    if isinstance(exc, socket.gaierror):
+        return f"cannot resolve the host ({exc.strerror})"
+    if exc.errno:
+        return os.strerror(exc.errno).lower()
+    return str(exc)
