@@ -715,6 +715,11 @@ def _n(value: int) -> str:
     return f"{value:,}"
 
 
+def _count(value: int, noun: str) -> str:
+    """``1 product``, ``2,000 products``."""
+    return f"{value:,} {noun}" if value == 1 else f"{value:,} {noun}s"
+
+
 def _mb(nbytes: float) -> str:
     return f"{nbytes / _MB:,.1f} MB"
 
@@ -761,7 +766,7 @@ def render_summary(d: dict[str, Any], *, top: int = 5, max_unattributed: int = 5
             "(read != accepted + rejected + not sent); please report this bug"
         )
     if d.get("stopped"):
-        lines.append(f"Stopped early: {d['stopped']}; {_n(d['not_sent'])} products not sent.")
+        lines.append(f"Stopped early: {d['stopped']}; {_count(d['not_sent'], 'product')} not sent.")
 
     errors = d.get("errors") or []
     if errors:
@@ -770,7 +775,9 @@ def render_summary(d: dict[str, Any], *, top: int = 5, max_unattributed: int = 5
             lines.append(f"  {_n(e['occurrences'])} x [{e['stage']}] {e['message']}")
             if e.get("examples"):
                 ex = e["examples"][0]
-                pid = f" (id {ex['id']})" if ex.get("id") is not None else ""
+                pid = "" if ex.get("id") is None else f" (id {ex['id']})"
+                if ex.get("id") == "":
+                    pid = " (empty id)"
                 lines.append(f"      e.g. {ex['source']}:{ex['line']}{pid}")
         if len(errors) > top:
             lines.append(f"  ... and {len(errors) - top} more in the JSON report")
@@ -778,7 +785,7 @@ def render_summary(d: dict[str, Any], *, top: int = 5, max_unattributed: int = 5
     unattributed = d.get("unattributed") or []
     if unattributed:
         lines.append(
-            f"Not named by the API: {_n(d.get('unattributed_total', 0))} rejected products "
+            f"Not named by the API: {_count(d.get('unattributed_total', 0), 'rejected product')} "
             "(it names one example per message per request):"
         )
         for u in unattributed[:max_unattributed]:
@@ -788,7 +795,8 @@ def render_summary(d: dict[str, Any], *, top: int = 5, max_unattributed: int = 5
                 f"lines {u['first_line']}-{u['last_line']}{batch}"
             )
         if len(unattributed) > max_unattributed:
-            lines.append(f"  ... and {len(unattributed) - max_unattributed} more requests")
+            more = _count(len(unattributed) - max_unattributed, "more request")
+            lines.append(f"  ... and {more}")
         if not pin.get("requests"):
             lines.append("  --pinpoint-rejects finds them, at the cost of extra requests.")
 
@@ -798,7 +806,7 @@ def render_summary(d: dict[str, Any], *, top: int = 5, max_unattributed: int = 5
 
     if d.get("rejects_file"):
         count = d.get("rejects_written")
-        n = f" ({_n(count)} products)" if count is not None else ""
+        n = f" ({_count(count, 'product')})" if count is not None else ""
         again = f" --stream {d['stream']}" if d.get("stream") else ""
         lines.append(f"Rejects file: {d['rejects_file']}{n}")
         lines.append(f"  fix them and push again: bulkpush push {d['rejects_file']}{again}")

@@ -250,8 +250,14 @@ def _line(view: JobView) -> str:
 
 
 @jobs_group.command("list")
-@click.option("--json", "as_json", is_flag=True)
-@click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the jobs as JSON.")
+@click.option(
+    "--limit",
+    type=click.IntRange(1, 10_000),
+    default=50,
+    show_default=True,
+    help="The most jobs to list, newest first.",
+)
 @_queue_option
 def jobs_list(as_json: bool, limit: int, queue_url: str | None) -> None:
     """List the newest jobs."""
@@ -269,7 +275,7 @@ def _print_json(obj: Any) -> None:
 
 @jobs_group.command("show")
 @click.argument("job_id")
-@click.option("--json", "as_json", is_flag=True, help="status, progress and report as JSON.")
+@click.option("--json", "as_json", is_flag=True, help="Print status, progress and report as JSON.")
 @_queue_option
 def jobs_show(job_id: str, as_json: bool, queue_url: str | None) -> None:
     """Print a job's status, progress and report so far."""
