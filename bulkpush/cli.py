@@ -139,7 +139,12 @@ def _api_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 @stream_options
 @_api_options
 @push_options
-@click.option("--quiet", "-q", is_flag=True, help="No progress display and no summary.")
+@click.option(
+    "--quiet",
+    "-q",
+    is_flag=True,
+    help="No progress display and no summary (errors are still printed).",
+)
 def push(
     sources: tuple[str, ...],
     stream_id: str,
@@ -201,7 +206,7 @@ def _read_ids(path: str) -> Iterator[str]:
 
 
 @cli.command()
-@click.option("--stream", "stream_id", required=True)
+@click.option("--stream", "stream_id", required=True, help="The stream id to delete from.")
 @click.option(
     "--ids",
     "ids_file",
@@ -239,11 +244,16 @@ def delete(
         source = _read_ids(ids_file) if ids_file else iter(ids)
         result = await client.delete_products(stream_id, source)
         return (
-            f"deleted {result.requested} product ids of stream {stream_id} "
-            f"in {result.requests} requests"
+            f"deleted {_plural(result.requested, 'product id')} of stream {stream_id} "
+            f"in {_plural(result.requests, 'request')}"
         )
 
     click.echo(api.run(go))
+
+
+def _plural(count: int, noun: str) -> str:
+    """``1 request``, ``2 requests``."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
 @cli.group()
@@ -280,6 +290,7 @@ def streams_list(as_json: bool, api: ApiArgs) -> None:
     type=click.Choice(["chunked", "referenced"]),
     default="chunked",
     show_default=True,
+    help="The stream's type (it cannot be changed later).",
 )
 @_api_options
 def streams_create(name: str, stream_type: Literal["chunked", "referenced"], api: ApiArgs) -> None:
@@ -337,12 +348,23 @@ def batch(stream_id: str, batch_id: str, api: ApiArgs) -> None:
 
 @cli.command()
 @click.option(
-    "--products", type=click.IntRange(1000, 50_000_000), default=200_000, show_default=True
+    "--products",
+    type=click.IntRange(1000, 50_000_000),
+    default=200_000,
+    show_default=True,
+    help="Products in the generated catalog.",
 )
 @click.option(
-    "--dir", "out_dir", type=click.Path(file_okay=False), default="demo-output", show_default=True
+    "--dir",
+    "out_dir",
+    type=click.Path(file_okay=False),
+    default="demo-output",
+    show_default=True,
+    help="Where the catalog, report and rejects file are written.",
 )
-@click.option("--quiet", "-q", is_flag=True)
+@click.option(
+    "--quiet", "-q", is_flag=True, help="Print nothing; the exit code says how the demo went."
+)
 def demo(products: int, out_dir: str, quiet: bool) -> None:
     """Generate a catalog with a few broken products and push it to the embedded emulator."""
     try:

@@ -14,23 +14,78 @@ instead of a dozen parameters:
   ``--request-mb``, ``--body-format``, ``--lock-deadline``,
   ``--max-attempts`` → ``options: JobOptions`` (the JSON-able form both
   commands turn into :class:`~bulkpush.client.PushOptions`).
+
+Numeric flags are checked by click with the types declared here
+(:class:`FiniteFloat`, :data:`POSITIVE`, :data:`NON_NEGATIVE`, :data:`SHARE`),
+so a bad value is refused with the flag's own name and exit code 2; the
+worker and emulator commands use the same types.
 """
 
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import click
+from click.core import ParameterSource
 
+from bulkpush.compression import CompressionOptions
+from bulkpush.errors import ConfigError
+from bulkpush.limits import MB, STREAM_API
 from bulkpush.targets.productsup_stream import DEFAULT_API_URL
 from bulkpush.worker.jobs import JobOptions
 
-__all__ = ["Connection", "connection_options", "push_options", "stream_options"]
+__all__ = [
+    "NON_NEGATIVE",
+    "POSITIVE",
+    "SHARE",
+    "Connection",
+    "FiniteFloat",
+    "connection_options",
+    "push_options",
+    "stream_options",
+]
 
 Command = Callable[..., Any]
+
+
+class FiniteFloat(click.FloatRange):
+    """A float in a range, and finite: ``nan`` and ``inf`` are refused.
+
+    ``click.FloatRange`` alone lets ``nan`` through (it compares false with
+    every bound) and ``inf`` when there is no upper bound.
+    """
+
+    name = "float"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = click.FLOAT.convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return super().convert(number, param, ctx)
+
+
+POSITIVE = FiniteFloat(min=0, min_open=True)
+"""A finite float above 0 (rates, intervals)."""
+NON_NEGATIVE = FiniteFloat(min=0)
+"""A finite float of at least 0 (seconds of a delay or a deadline)."""
+SHARE = FiniteFloat(0, 1)
+"""A finite float from 0 to 1 (a share of requests)."""
+REQUEST_MB = FiniteFloat(min=0, min_open=True, max=STREAM_API.max_request_bytes / MB)
+"""``--request-mb``: above 0, at most the API's largest request."""
+
+
+def _check_gzip_level(ctx: click.Context, param: click.Parameter, value: int | None) -> int | None:
+    """``--gzip-level`` within the range of the gzip backend installed (ISA-L 0-3, zlib 1-9)."""
+    if value is not None:
+        try:
+            CompressionOptions(codec="gzip", level=value)
+        except ConfigError as exc:
+            raise click.BadParameter(str(exc), ctx, param) from None
+    return value
 
 
 def _apply(fn: Command, options: list[Callable[[Command], Command]]) -> Command:
@@ -107,6 +162,19 @@ def connection_options(fn: Command) -> Command:
     )
 
 
+def _check_flatten(*, flatten: bool, validation: str, separator: str) -> None:
+    """Refuse ``--flatten``/``--separator`` combinations that cannot work, in flag words."""
+    if flatten and validation == "light":
+        raise click.UsageError("--flatten needs --validation full: light validation parses nothing")
+    given = click.get_current_context().get_parameter_source("separator")
+    if not flatten and given not in (None, ParameterSource.DEFAULT):
+        raise click.UsageError(
+            "--separator needs --flatten: it joins the keys of flattened objects"
+        )
+    if not separator:
+        raise click.UsageError("--separator must not be empty")
+
+
 def push_options(fn: Command) -> Command:
     """Add the push options; the command receives them as one ``options: JobOptions``.
 
@@ -133,6 +201,7 @@ def push_options(fn: Command) -> Command:
         max_attempts: int,
         **kwargs: Any,
     ) -> Any:
+        _check_flatten(flatten=flatten, validation=validation, separator=separator)
         options = JobOptions(
             format=fmt,
             compression=compression,
@@ -178,10 +247,15 @@ def push_options(fn: Command) -> Command:
                 type=click.Choice(["gzip", "none"]),
                 help="Request bodies (default: gzip for chunked streams, none for referenced).",
             ),
-            click.option("--gzip-level", type=int, help="gzip level (ISA-L 0-3, zlib 1-9)."),
+            click.option(
+                "--gzip-level",
+                type=int,
+                callback=_check_gzip_level,
+                help="gzip level (ISA-L 0-3, zlib 1-9).",
+            ),
             click.option(
                 "--rate",
-                type=float,
+                type=POSITIVE,
                 help="Requests per second on /products for the stream (default: the "
                 "published 30/s less a safety margin; a job's workers share it).",
             ),
@@ -195,6 +269,8 @@ def push_options(fn: Command) -> Command:
                 type=click.Choice(["full", "light"]),
                 default="full",
                 show_default=True,
+                help="full: parse and check every product before sending; light: only its "
+                "size and shape, the API checks the rest.",
             ),
             click.option(
                 "--flatten",
@@ -213,7 +289,7 @@ def push_options(fn: Command) -> Command:
             ),
             click.option(
                 "--request-mb",
-                type=float,
+                type=REQUEST_MB,
                 help="Request body size to aim for, in MB before compression.",
             ),
             click.option(
@@ -223,7 +299,7 @@ def push_options(fn: Command) -> Command:
             ),
             click.option(
                 "--lock-deadline",
-                type=float,
+                type=NON_NEGATIVE,
                 default=900.0,
                 show_default=True,
                 help="Seconds to keep retrying a locked (423) stream.",

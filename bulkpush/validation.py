@@ -88,7 +88,7 @@ MSG_EMPTY_ID = 'Empty "id" attribute'
 MSG_ID_TYPE = 'Invalid "id" attribute: must be a string or a number'
 MSG_NESTED = (
     "Nested JSON structures are not supported: flatten objects and arrays into attributes "
-    "(the flatten option does it)"
+    "(--flatten does it)"
 )
 MSG_FLATTEN_COLLISION = "Flattening made an attribute name that already exists"
 MSG_LINE_BREAK = "Syntax error: a line break inside a product"

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
+import socket
 import sys
 
 import click
 
+from bulkpush.cli_options import NON_NEGATIVE, POSITIVE, SHARE
 from bulkpush.emulator.config import EmulatorConfig, Faults
 from bulkpush.emulator.server import Emulator
 
@@ -37,7 +40,13 @@ async def _serve(config: EmulatorConfig) -> None:
 
 @click.command("emulator")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
-@click.option("--port", default=8080, show_default=True, type=int, help="0 picks a free port.")
+@click.option(
+    "--port",
+    default=8080,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="0 picks a free port.",
+)
 @click.option(
     "--token",
     "tokens",
@@ -45,29 +54,114 @@ async def _serve(config: EmulatorConfig) -> None:
     help="Accepted bearer token (repeatable). None given: any non-empty token is accepted.",
 )
 @click.option(
-    "--rate-products", type=float, default=30.0, show_default=True, help="req/s per stream"
+    "--rate-products",
+    type=POSITIVE,
+    default=30.0,
+    show_default=True,
+    help="Requests/s allowed per stream on /products.",
 )
 @click.option(
-    "--rate-batches", type=float, default=100.0, show_default=True, help="req/s per stream"
+    "--rate-batches",
+    type=POSITIVE,
+    default=100.0,
+    show_default=True,
+    help="Requests/s allowed per stream on /batches.",
 )
-@click.option("--rate-other", type=float, default=5.0, show_default=True, help="req/s per endpoint")
+@click.option(
+    "--rate-other",
+    type=POSITIVE,
+    default=5.0,
+    show_default=True,
+    help="Requests/s allowed per endpoint elsewhere.",
+)
 @click.option("--no-rate-limit", is_flag=True, help="Disable every rate limit.")
 @click.option(
-    "--latency", type=float, default=0.0, show_default=True, help="Seconds added to /products."
+    "--latency",
+    type=NON_NEGATIVE,
+    default=0.0,
+    show_default=True,
+    help="Seconds added to /products.",
 )
 @click.option("--throughput-mode", is_flag=True, help="Count lines only: no parsing, no store.")
-@click.option("--referenced-min-bytes", type=int, default=10_000_000, show_default=True)
-@click.option("--referenced-max-bytes", type=int, default=200_000_000, show_default=True)
-@click.option("--max-streams", type=int, default=100, show_default=True)
+@click.option(
+    "--referenced-min-bytes",
+    type=click.IntRange(min=0),
+    default=10_000_000,
+    show_default=True,
+    help="Smallest upload a referenced stream accepts, in bytes as sent.",
+)
+@click.option(
+    "--referenced-max-bytes",
+    type=click.IntRange(min=0),
+    default=200_000_000,
+    show_default=True,
+    help="Largest upload a referenced stream accepts, in bytes.",
+)
+@click.option(
+    "--max-streams",
+    type=click.IntRange(min=1),
+    default=100,
+    show_default=True,
+    help="The most streams the account may have.",
+)
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the fault draws.")
-@click.option("--error-rate", type=float, default=0.0, show_default=True, help="Share of 5xx.")
-@click.option("--error-status", type=click.Choice(["500", "502", "503", "504"]), default="503")
-@click.option("--drop-rate", type=float, default=0.0, show_default=True, help="Share dropped.")
-@click.option("--fault-latency", type=float, default=0.0, show_default=True, help="Added seconds.")
-@click.option("--throttle-storm", type=float, default=0.0, show_default=True, help="429 seconds.")
-@click.option("--lock", "lock_s", type=float, default=0.0, show_default=True, help="423 seconds.")
-@click.option("--process-duration", type=float, default=0.2, show_default=True)
-@click.option("--request-log-size", type=int, default=10_000, show_default=True)
+@click.option(
+    "--error-rate",
+    type=SHARE,
+    default=0.0,
+    show_default=True,
+    help="Share of /products requests answered with --error-status.",
+)
+@click.option(
+    "--error-status",
+    type=click.Choice(["500", "502", "503", "504"]),
+    default="503",
+    show_default=True,
+    help="The 5xx status of the --error-rate answers.",
+)
+@click.option(
+    "--drop-rate",
+    type=SHARE,
+    default=0.0,
+    show_default=True,
+    help="Share of /products requests whose connection is closed without an answer.",
+)
+@click.option(
+    "--fault-latency",
+    type=NON_NEGATIVE,
+    default=0.0,
+    show_default=True,
+    help="Seconds added to /products (a fault, on top of --latency).",
+)
+@click.option(
+    "--throttle-storm",
+    type=NON_NEGATIVE,
+    default=0.0,
+    show_default=True,
+    help="Answer every stream request 429 for this many seconds after it starts.",
+)
+@click.option(
+    "--lock",
+    "lock_s",
+    type=NON_NEGATIVE,
+    default=0.0,
+    show_default=True,
+    help="Answer every /products write 423 for this many seconds after it starts.",
+)
+@click.option(
+    "--process-duration",
+    type=NON_NEGATIVE,
+    default=0.2,
+    show_default=True,
+    help="Seconds a simulated Platform API process runs.",
+)
+@click.option(
+    "--request-log-size",
+    type=click.IntRange(min=1),
+    default=10_000,
+    show_default=True,
+    help="Requests kept in the inspection log (the oldest go first).",
+)
 def emulator_command(
     *,
     host: str,
@@ -93,6 +187,11 @@ def emulator_command(
     request_log_size: int,
 ) -> None:
     """Run the local Productsup Stream + Platform API emulator until interrupted."""
+    if referenced_min_bytes > referenced_max_bytes:
+        raise click.UsageError(
+            f"--referenced-min-bytes ({referenced_min_bytes}) must not exceed "
+            f"--referenced-max-bytes ({referenced_max_bytes})"
+        )
     try:
         config = EmulatorConfig(
             host=host,
@@ -120,5 +219,24 @@ def emulator_command(
         )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve(config))
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(_serve(config))
+    except OSError as exc:  # the address is taken, or the host is not this machine's
+        click.echo(
+            f"bulkpush: error: cannot listen on {_where(host, port)}: {_reason(exc)}", err=True
+        )
+        sys.exit(2)
+
+
+def _where(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _reason(exc: OSError) -> str:
+    """The cause in a few words: "address already in use", not asyncio's long sentence."""
+    if isinstance(exc, socket.gaierror):
+        return f"cannot resolve the host ({exc.strerror})"
+    if exc.errno:
+        return os.strerror(exc.errno).lower()
+    return str(exc)

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import logging
 from types import TracebackType
 
 from aiohttp import web
@@ -25,6 +26,8 @@ __all__ = ["Emulator", "build_app"]
 # Bodies of JSON endpoints (stream management, Platform API) are read whole;
 # uploads are streamed and limited by the config, not by this.
 _JSON_BODY_MAX = 1 << 20
+_log = logging.getLogger("bulkpush.emulator")
+
 # A larger read buffer than aiohttp's 64 KiB default lets uploads arrive in fewer pieces.
 _READ_BUFSIZE = 1 << 20
 
@@ -35,7 +38,20 @@ def build_app(state: EmulatorState) -> web.Application:
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        return await gate.middleware(request, handler)
+        try:
+            return await gate.middleware(request, handler)
+        except ConnectionError as exc:  # reset, broken pipe; aiohttp's ClientConnectionResetError
+            # The client went away mid-request: one line, not aiohttp's traceback.
+            _log.warning(
+                "client %s disconnected during %s %s: %s",
+                request.remote,
+                request.method,
+                request.path,
+                exc,
+            )
+            if request.transport is not None:
+                request.transport.close()
+            return web.Response(status=400)  # never reaches the client
 
     app = web.Application(middlewares=[middleware], client_max_size=_JSON_BODY_MAX)
     StreamApi(state, state.config).add_routes(app)

@@ -11,6 +11,11 @@ from bulkpush.report._schema import MB, ReportData
 __all__ = ["render_summary"]
 
 
+def _count(value: int, noun: str) -> str:
+    """``1 product``, ``2,000 products``."""
+    return f"{value:,} {noun}" if value == 1 else f"{value:,} {noun}s"
+
+
 def _n(value: int) -> str:
     return f"{value:,}"
 
@@ -62,7 +67,7 @@ def render_summary(d: Mapping[str, Any], *, top: int = 5, max_unattributed: int 
             "(read != accepted + rejected + not sent); please report this bug"
         )
     if r.stopped:
-        lines.append(f"Stopped early: {r.stopped}; {_n(r.not_sent)} products not sent.")
+        lines.append(f"Stopped early: {r.stopped}; {_count(r.not_sent, 'product')} not sent.")
     lines.extend(_errors(r, top))
     lines.extend(_unattributed(r, max_unattributed))
     if r.anomalies:
@@ -70,7 +75,7 @@ def render_summary(d: Mapping[str, Any], *, top: int = 5, max_unattributed: int 
         lines.extend(f"  {a}" for a in r.anomalies[:3])
     if r.rejects_file:
         count = r.rejects_written
-        n = f" ({_n(count)} products)" if count is not None else ""
+        n = f" ({_count(count, 'product')})" if count is not None else ""
         again = f" --stream {r.stream}" if r.stream else ""
         lines.append(f"Rejects file: {r.rejects_file}{n}")
         lines.append(f"  fix them and push again: bulkpush push {r.rejects_file}{again}")
@@ -86,7 +91,9 @@ def _errors(r: ReportData, top: int) -> list[str]:
         lines.append(f"  {_n(e['occurrences'])} x [{e['stage']}] {e['message']}")
         if e.get("examples"):
             ex = e["examples"][0]
-            pid = f" (id {ex['id']})" if ex.get("id") is not None else ""
+            pid = "" if ex.get("id") is None else f" (id {ex['id']})"
+            if ex.get("id") == "":
+                pid = " (empty id)"
             lines.append(f"      e.g. {ex['source']}:{ex['line']}{pid}")
     if len(errors) > top:
         lines.append(f"  ... and {len(errors) - top} more in the JSON report")
@@ -98,7 +105,7 @@ def _unattributed(r: ReportData, limit: int) -> list[str]:
     if not unattributed:
         return []
     lines = [
-        f"Not named by the API: {_n(r.unattributed_total)} rejected products "
+        f"Not named by the API: {_count(r.unattributed_total, 'rejected product')} "
         "(it names one example per message per request):"
     ]
     for u in unattributed[:limit]:
@@ -108,7 +115,8 @@ def _unattributed(r: ReportData, limit: int) -> list[str]:
             f"lines {u['first_line']}-{u['last_line']}{batch}"
         )
     if len(unattributed) > limit:
-        lines.append(f"  ... and {len(unattributed) - limit} more requests")
+        more = _count(len(unattributed) - limit, "more request")
+        lines.append(f"  ... and {more}")
     if not r.pinpoint.get("requests"):
         lines.append("  --pinpoint-rejects finds them, at the cost of extra requests.")
     return lines

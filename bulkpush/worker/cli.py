@@ -15,16 +15,23 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
+from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 import click
 import orjson
 
-from bulkpush.cli_options import Connection, connection_options, push_options, stream_options
+from bulkpush.cli_options import (
+    POSITIVE,
+    Connection,
+    connection_options,
+    push_options,
+    stream_options,
+)
 from bulkpush.errors import BulkpushError, ConfigError
 from bulkpush.report import render_summary
 from bulkpush.worker.jobs import DEFAULT_TOKEN_ENV, JobOptions, JobSpec, JobView, Target
-from bulkpush.worker.queue import DEFAULT_LEASE_TTL, JobQueue, open_queue
+from bulkpush.worker.queue import DEFAULT_LEASE_TTL, JobQueue, default_queue_url, open_queue
 from bulkpush.worker.runner import Worker
 
 __all__ = ["jobs_group", "worker_command"]
@@ -38,7 +45,17 @@ def _fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
     sys.exit(code)
 
 
-def _with_queue(url: str | None, fn: Callable[[JobQueue], Awaitable[T]]) -> T:
+def _with_queue(
+    url: str | None, fn: Callable[[JobQueue], Awaitable[T]], *, create: bool = True
+) -> T:
+    """Open the queue at ``url``, run ``fn`` on it, map errors to messages and exit codes.
+
+    ``create=False`` (commands that only look at jobs): a SQLite queue whose
+    directory does not exist is refused rather than created.
+    """
+    if not create:
+        _require_existing_sqlite_dir(url or default_queue_url())
+
     async def go() -> T:
         queue = open_queue(url)
         try:
@@ -50,6 +67,17 @@ def _with_queue(url: str | None, fn: Callable[[JobQueue], Awaitable[T]]) -> T:
         return asyncio.run(go())
     except BulkpushError as exc:
         _fail(str(exc), EXIT_USAGE if isinstance(exc, ConfigError) else 3)
+
+
+def _require_existing_sqlite_dir(url: str) -> None:
+    """Refuse a SQLite queue whose directory does not exist (opening it would create it)."""
+    if not url.startswith("sqlite:///"):
+        return  # redis, or a malformed URL open_queue explains
+    # As the SQLite queue reads it: sqlite:///relative/jobs.db, sqlite:////absolute/jobs.db.
+    path = Path(url[len("sqlite:///") :]).expanduser()
+    folder = path.absolute().parent
+    if not folder.is_dir():
+        _fail(f"no queue at {path}: the directory {folder} does not exist")
 
 
 _queue_option = click.option(
@@ -77,12 +105,14 @@ _queue_option = click.option(
 )
 @click.option(
     "--lease-ttl",
-    type=float,
+    type=POSITIVE,
     default=DEFAULT_LEASE_TTL,
     show_default=True,
     help="Seconds before a dead worker's part is taken over by another worker.",
 )
-@click.option("--poll", type=float, default=0.5, show_default=True, help="Idle poll interval (s).")
+@click.option(
+    "--poll", type=POSITIVE, default=0.5, show_default=True, help="Idle poll interval (s)."
+)
 @click.option("--verbose", "-v", is_flag=True, help="Log each part.")
 def worker_command(  # noqa: PLR0917 - click passes options positionally
     queue_url: str | None,
@@ -175,6 +205,10 @@ def jobs_submit(  # noqa: PLR0917 - click passes options positionally
     queue_url: str | None,
 ) -> None:
     """Queue a load job; prints its id."""
+    for src in sources:
+        if src != "-" and not os.path.isfile(src):
+            what = "it is a directory" if os.path.isdir(src) else "no such file"
+            _fail(f"cannot read {src}: {what}")
     try:
         spec = JobSpec(
             sources=sources,
@@ -217,12 +251,18 @@ def _line(view: JobView) -> str:
 
 
 @jobs_group.command("list")
-@click.option("--json", "as_json", is_flag=True)
-@click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the jobs as JSON.")
+@click.option(
+    "--limit",
+    type=click.IntRange(1, 10_000),
+    default=50,
+    show_default=True,
+    help="The most jobs to list, newest first.",
+)
 @_queue_option
 def jobs_list(as_json: bool, limit: int, queue_url: str | None) -> None:
     """List the newest jobs."""
-    views = _with_queue(queue_url, lambda q: q.list_jobs(limit))
+    views = _with_queue(queue_url, lambda q: q.list_jobs(limit), create=False)
     if as_json:
         _print_json([v.to_json(with_parts=False) for v in views])
         return
@@ -236,11 +276,11 @@ def _print_json(obj: Any) -> None:
 
 @jobs_group.command("show")
 @click.argument("job_id")
-@click.option("--json", "as_json", is_flag=True, help="status, progress and report as JSON.")
+@click.option("--json", "as_json", is_flag=True, help="Print status, progress and report as JSON.")
 @_queue_option
 def jobs_show(job_id: str, as_json: bool, queue_url: str | None) -> None:
     """Print a job's status, progress and report so far."""
-    view = _with_queue(queue_url, lambda q: q.get(job_id))
+    view = _with_queue(queue_url, lambda q: q.get(job_id), create=False)
     if view is None:
         _fail(f"no job {job_id}")
     if as_json:
@@ -262,6 +302,6 @@ def jobs_show(job_id: str, as_json: bool, queue_url: str | None) -> None:
 @_queue_option
 def jobs_cancel(job_id: str, queue_url: str | None) -> None:
     """Cancel a job: its parts are no longer taken; running ones stop."""
-    if not _with_queue(queue_url, lambda q: q.cancel(job_id)):
+    if not _with_queue(queue_url, lambda q: q.cancel(job_id), create=False):
         _fail(f"no job {job_id}")
     click.echo(f"cancelled {job_id}")

@@ -151,7 +151,7 @@ def test_bad_flags_are_usage_errors() -> None:
         timeout=30,
     )
     assert result.returncode == 2
-    assert "error_rate" in result.stderr
+    assert "--error-rate" in result.stderr  # the flag, not the config field
 
 
 def test_without_tokens_the_startup_message_says_so() -> None:
