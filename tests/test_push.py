@@ -635,3 +635,21 @@ async def test_stdin_source_through_the_cli(emu_factory: EmulatorFactory, tmp_pa
     _, err = await asyncio.wait_for(proc.communicate(data), 60)
     assert proc.returncode == 0, err
     assert len(emu.products(sid)) == 250
+
+
+async def test_a_list_of_ndjson_strings_is_a_catalog_not_a_list_of_paths(
+    emu_factory: EmulatorFactory,
+) -> None:
+    # An iterable of NDJSON lines (str) is a documented source; a list of them
+    # used to be read as file paths.
+    emu = await emu_factory()
+    sid = emu.create_stream("lines", "chunked")
+    lines = ['{"id":"2","a":"b"}', '  {"id":"3","a":"c"}', b'{"id":"4","a":"d"}']
+    async with StreamClient(token=TOKEN, api_url=emu.url) as client:
+        report = await client.push(lines, stream=sid)
+        assert report.accepted == 3 and report.rejected == 0
+        assert set(emu.products(sid)) == {"2", "3", "4"}
+        # A list of paths is still several files.
+        with pytest.raises(RunStopped) as info:
+            await client.push(["/no/such/a.ndjson", "/no/such/b.ndjson"], stream=sid)
+        assert "a.ndjson" in str(info.value.cause)

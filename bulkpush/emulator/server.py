@@ -15,11 +15,12 @@ from types import TracebackType
 
 from aiohttp import web
 
-from bulkpush.emulator.app import Gate, Handler, StreamApi
 from bulkpush.emulator.config import EmulatorConfig, Faults
+from bulkpush.emulator.gate import Gate, Handler
 from bulkpush.emulator.inspection import InspectionApi
 from bulkpush.emulator.platform import PlatformApi
 from bulkpush.emulator.state import EmulatorState, LoggedRequest, StateError, Stream
+from bulkpush.emulator.stream_api import StreamApi
 
 __all__ = ["Emulator", "build_app"]
 
