@@ -24,7 +24,6 @@ worker and emulator commands use the same types.
 from __future__ import annotations
 
 import functools
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +31,7 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
+from bulkpush._click_types import NON_NEGATIVE, POSITIVE, SHARE, FiniteFloat
 from bulkpush.compression import CompressionOptions
 from bulkpush.errors import ConfigError
 from bulkpush.limits import MB, STREAM_API
@@ -52,28 +52,6 @@ __all__ = [
 Command = Callable[..., Any]
 
 
-class FiniteFloat(click.FloatRange):
-    """A float in a range, and finite: ``nan`` and ``inf`` are refused.
-
-    ``click.FloatRange`` alone lets ``nan`` through (it compares false with
-    every bound) and ``inf`` when there is no upper bound.
-    """
-
-    name = "float"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        number = click.FLOAT.convert(value, param, ctx)
-        if not math.isfinite(number):
-            self.fail(f"{value!r} is not a finite number.", param, ctx)
-        return super().convert(number, param, ctx)
-
-
-POSITIVE = FiniteFloat(min=0, min_open=True)
-"""A finite float above 0 (rates, intervals)."""
-NON_NEGATIVE = FiniteFloat(min=0)
-"""A finite float of at least 0 (seconds of a delay or a deadline)."""
-SHARE = FiniteFloat(0, 1)
-"""A finite float from 0 to 1 (a share of requests)."""
 REQUEST_MB = FiniteFloat(min=0, min_open=True, max=STREAM_API.max_request_bytes / MB)
 """``--request-mb``: above 0, at most the API's largest request."""
 

@@ -16,7 +16,7 @@ import sys
 
 import click
 
-from bulkpush.cli_options import NON_NEGATIVE, POSITIVE, SHARE
+from bulkpush._click_types import NON_NEGATIVE, POSITIVE, SHARE
 from bulkpush.emulator.config import EmulatorConfig, Faults
 from bulkpush.emulator.server import Emulator
 

@@ -11,10 +11,10 @@
 from __future__ import annotations
 
 import logging
-from types import TracebackType
 
 from aiohttp import web
 
+from bulkpush._resource import AsyncResource
 from bulkpush.emulator.config import EmulatorConfig, Faults
 from bulkpush.emulator.gate import Gate, Handler
 from bulkpush.emulator.inspection import InspectionApi
@@ -61,7 +61,7 @@ def build_app(state: EmulatorState) -> web.Application:
     return app
 
 
-class Emulator:
+class Emulator(AsyncResource):
     """The local Productsup API emulator, served in-process on a real socket.
 
     An async context manager: entering starts it (on a free port when
@@ -119,14 +119,6 @@ class Emulator:
     async def __aenter__(self) -> Emulator:
         await self.start()
         return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     def __repr__(self) -> str:
         where = self._url or "stopped"
