@@ -45,11 +45,11 @@ from bulkpush.validation import ValidationOptions, Validator
 class NullSender:
     """Answers every chunk as accepted without sending it (the CPU ceiling)."""
 
-    pinpoint_requests = 0
-    pinpoint_bytes = 0
-
     def __init__(self) -> None:
         self.requests = 0
+
+    def halt(self) -> None:
+        pass
 
     async def send(self, chunk: Chunk, payload: bytes) -> list[Outcome]:
         self.requests += 1

@@ -30,6 +30,7 @@ from bulkpush.errors import (
     AuthError,
     BulkpushError,
     Conflict,
+    Interrupted,
     InvalidRequest,
     NotFound,
     PayloadTooLarge,
@@ -316,6 +317,7 @@ class Executor:
         limit: AdaptiveLimit | None = None,
         tally: Tally | None = None,
         what: str | None = None,
+        halted: Callable[[], bool] | None = None,
     ) -> tuple[Response, Delivered | Split]:
         """Send ``request`` until the answer is final; return it with its verdict.
 
@@ -323,7 +325,9 @@ class Executor:
         ``lock_deadline_s`` has passed, :class:`RetriesExhausted` when the
         attempts or the deadline ran out, or the transport's error for a
         non-idempotent request that got no answer. ``what`` names the request
-        in messages (default: method and path).
+        in messages (default: method and path). ``halted``, when it says so
+        once the request's slots are taken, stops it before it is sent
+        (:class:`~bulkpush.errors.Interrupted`).
         """
         policy = self.policy
         count: Tally = tally if tally is not None else _Count()
@@ -335,6 +339,10 @@ class Executor:
         last: BulkpushError | None = None
         while True:
             await self._paced(pacer, limit)
+            if halted is not None and halted():
+                if limit is not None:
+                    await limit.release(ok=False)
+                raise Interrupted(f"{name}: not sent, the run was interrupted")
             ok = backpressure = False
             # What follows this attempt: resend at once (the pacer waits), after
             # ``delay``, or after a backoff counted against the attempts.

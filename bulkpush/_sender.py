@@ -23,7 +23,7 @@ from bulkpush._retry import Delivered, Executor, Split, Tally
 from bulkpush._target import Plan, Target
 from bulkpush.chunking import encode_body
 from bulkpush.compression import Compressor
-from bulkpush.errors import APIError, BulkpushError, ChunkFailed, PayloadTooLarge
+from bulkpush.errors import APIError, BulkpushError, ChunkFailed, Interrupted, PayloadTooLarge
 from bulkpush.records import STAGE_UPLOAD, Chunk, Outcome, Record, Rejection, Unattributed
 
 __all__ = ["ChunkSender", "map_delivered"]
@@ -113,9 +113,14 @@ class ChunkSender:
         self.limit = limit
         self.compressor = compressor
         self.pinpoint = pinpoint and plan.upserts
+        self.halted = False
 
     def __repr__(self) -> str:
         return f"ChunkSender({self.plan.name!r}, {self.pacer!r}, {self.limit!r})"
+
+    def halt(self) -> None:
+        """Send no new request (the run was interrupted); see :meth:`send`."""
+        self.halted = True
 
     async def _build(self, chunk: Chunk) -> bytes:
         return await self.compressor.compress(encode_body(chunk, self.plan.body_format))
@@ -128,17 +133,23 @@ class ChunkSender:
             limit=self.limit,
             tally=tally,
             what=self.plan.name,
+            halted=lambda: self.halted,
         )
 
     async def send(self, chunk: Chunk, payload: bytes) -> list[Outcome]:
         """Deliver one chunk; one outcome per request that carried its products.
 
         Raises :class:`ChunkFailed` when the run must stop (a fatal answer,
-        retries or a lock past their deadline, a quota used up).
+        retries or a lock past their deadline, a quota used up). After
+        :meth:`halt`, a chunk not yet sent comes back ``not_sent``.
         """
         outcome = Outcome(chunk=chunk)
         try:
             resp, verdict = await self._post(payload, outcome)
+        except Interrupted as exc:
+            outcome.not_sent = len(chunk)
+            outcome.error = str(exc)
+            return [outcome]
         except BulkpushError as exc:
             if isinstance(exc, APIError):
                 outcome.status = exc.status

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
+import signal
 import sys
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -28,9 +29,11 @@ from bulkpush.errors import (
     APIError,
     BulkpushError,
     ConfigError,
+    Interrupted,
     RunStopped,
     SourceError,
 )
+from bulkpush.pipeline import Pipeline
 from bulkpush.progress import make_progress
 from bulkpush.report import Report
 from bulkpush.sources import open_source
@@ -40,6 +43,9 @@ EXIT_OK = 0
 EXIT_REJECTED = 1
 EXIT_USAGE = 2
 EXIT_STOPPED = 3
+EXIT_INTERRUPTED = 4
+# After the first Ctrl-C or SIGTERM, requests in flight get this long to end.
+INTERRUPT_GRACE_S = 10.0
 
 T = TypeVar("T")
 
@@ -61,6 +67,8 @@ def _fail(message: str, code: int) -> NoReturn:
 def _exit_code_for(exc: BaseException) -> int:
     if isinstance(exc, ConfigError | SourceError):
         return EXIT_USAGE
+    if isinstance(exc, Interrupted):
+        return EXIT_INTERRUPTED
     return EXIT_STOPPED
 
 
@@ -73,7 +81,7 @@ def _run(coro_fn: Callable[[], Awaitable[T]]) -> T:
     except BulkpushError as exc:
         _fail(str(exc), _exit_code_for(exc))
     except KeyboardInterrupt:
-        _fail("interrupted", 130)
+        _fail("interrupted", EXIT_INTERRUPTED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,18 +170,65 @@ def push(
     except ConfigError as exc:
         _fail(str(exc), EXIT_USAGE)
     progress = make_progress(enabled=not quiet)
+
+    async def run(client: StreamClient) -> Report:
+        with _Signals(quiet=quiet) as signals:
+            try:
+                signals.pipeline = await client.open_push(
+                    list(sources), stream=stream_id, options=push_options, progress=progress
+                )
+            except asyncio.CancelledError:
+                if signals.hits:
+                    raise Interrupted("interrupted before anything was read") from None
+                raise
+            return await signals.pipeline.run()
+
     try:
-        report = api.run(
-            lambda client: client.push(
-                list(sources), stream=stream_id, options=push_options, progress=progress
-            )
-        )
+        report = api.run(run)
     except RunStopped as exc:
         report = exc.report
         _finish(report, options.report, quiet)
         _fail(str(exc.cause or exc), _exit_code_for(exc.cause or exc))
     _finish(report, options.report, quiet)
     sys.exit(EXIT_REJECTED if report.rejected else EXIT_OK)
+
+
+class _Signals:
+    """SIGINT/SIGTERM stop a push cleanly: the first lets the requests in flight end
+    (INTERRUPT_GRACE_S at most), a second stops at once; the report and the rejects
+    file are written either way. Before the run starts (the preflight) a signal
+    cancels it: nothing was read."""
+
+    def __init__(self, *, quiet: bool) -> None:
+        self.quiet = quiet
+        self.hits = 0
+        self.pipeline: Pipeline | None = None
+        self.task = asyncio.current_task()
+        self.loop = asyncio.get_running_loop()
+
+    def __enter__(self) -> _Signals:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self.loop.add_signal_handler(sig, self.on_signal, sig.name)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self.loop.remove_signal_handler(sig)
+
+    def on_signal(self, name: str) -> None:
+        self.hits += 1
+        reason = f"interrupted ({name})"
+        if self.pipeline is None:
+            if self.task is not None:
+                self.task.cancel(reason)
+            return
+        if self.hits == 1:
+            click.echo(
+                f"bulkpush: {name}: stopping: reading no further, letting the requests in "
+                f"flight end (at most {INTERRUPT_GRACE_S:.0f} s); again to stop at once",
+                err=True,
+            )
+        self.pipeline.interrupt(reason, grace_s=INTERRUPT_GRACE_S if self.hits == 1 else 0)
 
 
 def _finish(report: Report, report_path: str | None, quiet: bool) -> None:

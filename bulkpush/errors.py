@@ -26,6 +26,7 @@ Hierarchy::
     ├── QuotaExhausted           an API quota window is used up for longer than a request may wait
     ├── ChunkFailed              a chunk could not be delivered and the run must stop
     ├── QueueError               the worker's job queue failed or holds something malformed
+    ├── Interrupted              a run was stopped by its caller (Ctrl-C, SIGTERM)
     └── RunStopped               the run stopped early; ``report`` has the accounting
 
 Messages never contain a token: build them from status, path and the API's
@@ -44,6 +45,7 @@ __all__ = [
     "ChunkFailed",
     "ConfigError",
     "Conflict",
+    "Interrupted",
     "InvalidRequest",
     "NotFound",
     "PayloadTooLarge",
@@ -230,6 +232,14 @@ class QueueError(BulkpushError):
     def __init__(self, message: str, *, retriable: bool = False) -> None:
         super().__init__(message)
         self.retriable = retriable
+
+
+class Interrupted(BulkpushError):
+    """Raised (as a run's stop cause) when the caller interrupted the run, e.g. Ctrl-C.
+
+    The products read and not answered are ``not_sent``; pushing the same
+    catalog again is harmless (uploads are upserts).
+    """
 
 
 class RunStopped(BulkpushError):

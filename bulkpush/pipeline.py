@@ -35,7 +35,7 @@ from typing import IO, Any, Protocol
 from bulkpush._concurrency import ByteBudget
 from bulkpush.chunking import BodyFormat, Chunker, encode_body
 from bulkpush.compression import Compressor
-from bulkpush.errors import BulkpushError, ChunkFailed, RunStopped, SourceError
+from bulkpush.errors import BulkpushError, ChunkFailed, Interrupted, RunStopped, SourceError
 from bulkpush.progress import Progress, make_progress
 from bulkpush.records import Chunk, Outcome, Record, Rejection
 from bulkpush.report import RejectsWriter, Report
@@ -69,11 +69,15 @@ _STEP_RECORDS = 20_000
 class Sender(Protocol):
     """What the pipeline needs of a target: send one chunk's payload.
 
-    Returns one outcome per request that carried the chunk's products (a 413
-    split makes two); raises :class:`ChunkFailed` when the run must stop.
+    ``send`` returns one outcome per request that carried the chunk's
+    products (a 413 split makes two); raises :class:`ChunkFailed` when the
+    run must stop. After ``halt`` no new request leaves: a chunk that has not
+    been sent yet comes back with its products ``not_sent``.
     """
 
     async def send(self, chunk: Chunk, payload: bytes) -> list[Outcome]: ...
+
+    def halt(self) -> None: ...
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -248,6 +252,10 @@ class Pipeline:
         self.on_record = on_record
         self.stop_cause: BulkpushError | None = None
         self._stop_reading = threading.Event()
+        # interrupt(): no new request starts; after the grace period the run stops.
+        self._interrupted: Interrupted | None = None
+        self._fail_now: Callable[[BulkpushError], None] | None = None
+        self._grace: asyncio.TimerHandle | None = None
         self._reader: _Reader | None = None
 
     def __repr__(self) -> str:
@@ -264,6 +272,32 @@ class Pipeline:
         run starts too; see :attr:`reading_stopped`.
         """
         self._stop_reading.set()
+
+    def interrupt(self, reason: str, *, grace_s: float = 10.0) -> None:
+        """Stop the run soon, cleanly: read no further, start no new request, let the
+        requests in flight end for up to ``grace_s`` seconds, then stop.
+
+        The run then raises :class:`RunStopped` whose cause is an
+        :class:`Interrupted` with ``reason``; everything read and not answered
+        is ``not_sent``, the rejects file and the report are complete. Calling
+        it again (a second Ctrl-C) with ``grace_s=0`` stops at once. Call it
+        from the event loop's thread (e.g. a signal handler added with
+        ``loop.add_signal_handler``).
+        """
+        self._stop_reading.set()
+        self.sender.halt()
+        if self._interrupted is None:
+            self._interrupted = Interrupted(reason)
+        if self._grace is not None:
+            self._grace.cancel()
+            self._grace = None
+        fail = self._fail_now
+        if fail is None:
+            return  # not running yet: the run starts stopped
+        if grace_s <= 0:
+            fail(self._interrupted)
+        else:
+            self._grace = asyncio.get_running_loop().call_later(grace_s, fail, self._interrupted)
 
     @property
     def reading_stopped(self) -> bool:
@@ -305,6 +339,12 @@ class Pipeline:
         try:
             await self._run_stages(emit, rejects)
         finally:
+            if self._grace is not None:
+                self._grace.cancel()
+            if self.stop_cause is None and self._interrupted is not None:
+                # Everything in flight ended within the grace period: the run
+                # still stopped before the end of its sources.
+                self.stop_cause = self._interrupted
             self.progress.close()
             await self.compressor.aclose()
             if rejects is not None:
@@ -347,6 +387,10 @@ class Pipeline:
             if self.stop_cause is None:
                 self.stop_cause = cause
             stop.set()
+
+        self._fail_now = fail
+        if self._interrupted is not None and self._grace is None:
+            fail(self._interrupted)  # interrupted before it started
 
         def account(outcomes: list[Outcome]) -> None:
             for outcome in outcomes:
@@ -430,8 +474,8 @@ class Pipeline:
                     ended += 1
                     continue
                 ticket, chunk, payload = item
-                if stop.is_set():
-                    continue
+                if stop.is_set() or self._interrupted is not None:
+                    continue  # never sent: still held, so counted not_sent
                 await budget.acquire(chunk.nbytes)
                 task = asyncio.create_task(send_one(ticket, chunk, payload))
                 senders.add(task)
@@ -463,7 +507,13 @@ class Pipeline:
             # one is cancelled): the producer's last step must be counted.
             await asyncio.gather(*stages, return_exceptions=True)
             while senders:
-                await asyncio.gather(*senders, return_exceptions=True)
+                # The last requests in flight; a stop meanwhile (a second
+                # Ctrl-C, a fatal answer) cancels them rather than waiting.
+                await asyncio.wait([*senders, stopper], return_when=asyncio.FIRST_COMPLETED)
+                if stop.is_set():
+                    for t in senders:
+                        t.cancel()
+                    await asyncio.gather(*senders, return_exceptions=True)
         except BaseException:
             for t in [producer, *workers, dispatcher, *senders]:
                 t.cancel()

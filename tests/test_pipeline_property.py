@@ -28,6 +28,9 @@ class FakeSender:
     """Accepts, rejects or leaves unnamed each record by a hash of its bytes;
     fails the whole run when a product contains ``STOP``."""
 
+    def halt(self) -> None:
+        pass
+
     async def send(self, chunk: Chunk, payload: bytes) -> list[Outcome]:
         await asyncio.sleep(0)
         out = Outcome(chunk=chunk, status=202, attempts=1, bytes_sent=len(payload))
