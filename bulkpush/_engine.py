@@ -44,8 +44,7 @@ def local_pacer(quota: Quota, rate: float) -> Pacer:
     """An in-process pacer: ``rate``, and the quota's windows unless ``rate`` is above the
     quota's published rate (the caller's word that the limit does not apply, e.g. an
     emulator with limits lifted)."""
-    published = quota.rate / quota.safety
-    return Pacer(rate, windows=quota.windows if rate <= published else ())
+    return Pacer(rate, windows=quota.windows if rate <= quota.published_rate else ())
 
 
 def _is_path(src: object) -> bool:

@@ -77,9 +77,14 @@ class Quota:
             raise ConfigError(f"a quota's safety must lie in (0, 1], got {self.safety}")
 
     @property
+    def published_rate(self) -> float:
+        """The shortest window's rate: what the API allows when spread evenly."""
+        return min(self.windows, key=lambda w: w.period_s).rate
+
+    @property
     def rate(self) -> float:
-        shortest = min(self.windows, key=lambda w: w.period_s)
-        return shortest.rate * self.safety
+        """The rate the pacer keeps by default: the published rate times ``safety``."""
+        return self.published_rate * self.safety
 
 
 class Pacer:
