@@ -84,7 +84,7 @@ def _when(data: dict[str, Any], *names: str) -> str:
                 f"{name}: {entry.get('mode')} mode, commit {commit}, "
                 f"{str(entry.get('measured_at', '?'))[:10]}{load}"
             )
-    return "; ".join(parts)
+    return "\n".join(parts)
 
 
 def _kb(entry: dict[str, Any], key: str = "catalog") -> str:
@@ -141,10 +141,10 @@ def products_per_s(data: dict[str, Any]) -> Chart | None:
         if bars:
             panels.append(
                 Bars(
-                    f"At the limit: 30 req/s, 150 ms, {_kb(at_limit)}, 10,000 per request",
+                    f"At the limit: 30 req/s, 150 ms, {_kb(at_limit)}, 10,000/request",
                     "products/s",
                     bars,
-                    reference=(API_CEILING_PRODUCTS_PER_S, "API ceiling 300,000/s"),
+                    reference=(API_CEILING_PRODUCTS_PER_S, "the API's 300,000/s"),
                 )
             )
     if not panels:
@@ -232,7 +232,7 @@ def memory(data: dict[str, Any]) -> Chart | None:
         "memory",
         "Peak memory against catalog size",
         "bulkpush's peak RSS (VmHWM of the client process) against the number of products "
-        "pushed (about 200 B each, rate lifted).",
+        f"pushed (~{rows[0]['catalog'].get('mean_product_bytes', 0):,.0f} B each, rate lifted).",
         [
             Lines(
                 f"Peak RSS, ~{rows[0]['catalog'].get('mean_product_bytes', 0):,.0f} B products",
@@ -279,7 +279,7 @@ def draw(chart: Chart, path: Path) -> None:
     import matplotlib.pyplot as plt  # noqa: PLC0415
 
     plt.rcParams.update({"svg.hashsalt": "bulkpush-bench", "svg.fonttype": "none", "font.size": 9})
-    heights = [
+    heights = [  # inches per panel: a bar row is about a third of an inch
         max(1.2, 0.32 * len(p.bars) + 0.7) if isinstance(p, Bars) else 3.0 for p in chart.panels
     ]
     fig, axes = plt.subplots(
@@ -295,9 +295,11 @@ def draw(chart: Chart, path: Path) -> None:
         else:
             _lines(ax, panel)
     fig.suptitle(chart.title, fontsize=11, fontweight="bold")
+    foot = 0.0
     if chart.footnote:
         fig.text(0.01, 0.005, chart.footnote, fontsize=6.5, color="#555555", va="bottom")
-    fig.tight_layout(rect=(0, 0.02, 1, 1))
+        foot = 0.13 * (chart.footnote.count("\n") + 1) / fig.get_figheight()
+    fig.tight_layout(rect=(0, foot + 0.01, 1, 1))
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fig.savefig(tmp, format="svg", metadata={"Date": None})
@@ -318,14 +320,11 @@ def _bars(ax: Any, panel: Bars) -> None:
         ax.text(value + top * 0.01, y, text, va="center", fontsize=8)
     if panel.reference:
         ax.axvline(panel.reference[0], color="#d62728", linestyle="--", linewidth=1)
-        ax.text(
-            panel.reference[0], ys[0] + 0.45, panel.reference[1],
-            color="#d62728", fontsize=7, ha="right", va="bottom",
-        )  # fmt: skip
     ax.set_xlim(0, top * 1.15)
     ax.xaxis.set_major_formatter(_thousands())
     ax.set_xlabel(panel.unit)
-    ax.set_title(panel.title, fontsize=9, loc="left")
+    title = panel.title + (f" (dashed: {panel.reference[1]})" if panel.reference else "")
+    ax.set_title(title, fontsize=9, loc="left")
     ax.spines[["top", "right"]].set_visible(False)
 
 

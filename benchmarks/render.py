@@ -149,9 +149,9 @@ def _key_figures(data: dict[str, Any]) -> list[str]:
             f"- **bulkpush vs the plain threaded uploader**, limits lifted, "
             f"~{throughput['settings']['catalog']['mean_product_bytes']:,.0f} B products, "
             f"validation full: {_n(full['e2e_products_per_s'])} vs "
-            f"{_n(plain['products_per_s'])} products/s = **{_x(plain['bulkpush_vs_plain'])}**; "
-            f"client CPU {_cpu(own_cpu)} vs {_cpu(plain['cpu_s_per_m'])} s per million products "
-            "(Client throughput)."
+            f"{_n(plain['products_per_s'])} products/s = "
+            f"**{_x(plain.get('bulkpush_vs_plain'))}**; client CPU {_cpu(own_cpu)} vs "
+            f"{_cpu(plain.get('cpu_s_per_m'))} s per million products (Client throughput)."
         )
     for setting in (scenarios.get("peers", {}).get("figures") or {}).values():
         if setting.get("bulkpush_vs_plain") is not None:
@@ -167,12 +167,12 @@ def _key_figures(data: dict[str, Any]) -> list[str]:
             f"- **Small products at the limit** (30 req/s, 150 ms, "
             f"~{at_limit['settings']['catalog']['mean_product_bytes']:,.0f} B products): "
             f"bulkpush {_n(own['products_per_s'])} products/s = "
-            f"**{_pct(own['share_of_api'])} of {API_CEILING_PRODUCTS_PER_S:,}** over the whole "
-            f"push ({_pct(own['steady_share_of_api'])} after its first second); client CPU "
+            f"**{_pct(own.get('share_of_api'))} of {API_CEILING_PRODUCTS_PER_S:,}** over the whole "
+            f"push ({_pct(own.get('steady_share_of_api'))} after its first second); client CPU "
             f"{_cpu(own.get('cpu_s_per_m'))} s per million products"
             + (
                 f"; the plain threaded uploader {_n(other['products_per_s'])} products/s = "
-                f"{_pct(other['share_of_api'])}, {_cpu(other.get('cpu_s_per_m'))} s per million"
+                f"{_pct(other.get('share_of_api'))}, {_cpu(other.get('cpu_s_per_m'))} s per million"
                 if other.get("products_per_s") is not None
                 else ""
             )
