@@ -84,7 +84,7 @@ def _header(data: dict[str, Any]) -> list[str]:
         "how much CPU other processes on the machine used while it ran: figures taken on a "
         "busy machine are low.",
         "",
-        "Run it: `scripts/bench` (full, about 10 minutes on 2 cores; writes this file and "
+        "Run it: `scripts/bench` (full, about 12 minutes on 2 idle cores; writes this file and "
         "`results/latest.json`), `scripts/bench --quick` (under 2 minutes; "
         "`results/quick.json`, `results/QUICK.md`), `--only rate,throughput,peers,at_limit,"
         "memory,compression` (re-measures those scenarios, keeps the others), `--runs N`, "
