@@ -3,7 +3,9 @@
 ``catalog(n, kind)`` returns the path of an NDJSON file of ``n`` products
 written by :func:`bulkpush.samples.write_catalog`: ``kind="regular"`` products
 are about 1 KB (20 attributes: titles, descriptions, prices, URLs, GTINs),
-``kind="small"`` about 200 bytes. Files are cached under the cache directory
+``kind="small"`` about 125 bytes (5 attributes; ``bulkpush.samples`` calls
+them "about 200 bytes"), ``kind="small200"`` about 200 bytes (the small
+products plus a product link and a GTIN, written here). Files are cached under the cache directory
 (``benchmarks/.cache`` unless ``BULKPUSH_BENCH_CACHE`` or ``--cache`` says),
 named by kind, size and seed, so repeated runs do not regenerate them. A file
 is written under a temporary name and renamed, so a run that is killed never
@@ -19,9 +21,11 @@ import sys
 from pathlib import Path
 from typing import Literal
 
-from bulkpush.samples import write_catalog
+import orjson
 
-Kind = Literal["regular", "small"]
+from bulkpush.samples import iter_products, write_catalog
+
+Kind = Literal["regular", "small", "small200"]
 
 DEFAULT_CACHE = Path(__file__).resolve().parent / ".cache"
 SEED = 1
@@ -61,10 +65,29 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Write one catalog (what catalog() runs).")
     parser.add_argument("path")
     parser.add_argument("n", type=int)
-    parser.add_argument("kind", choices=["regular", "small"])
+    parser.add_argument("kind", choices=["regular", "small", "small200"])
     parser.add_argument("seed", type=int)
     args = parser.parse_args(argv)
-    write_catalog(args.path, args.n, seed=args.seed, size=args.kind)
+    if args.kind == "small200":
+        _write_small200(args.path, args.n, args.seed)
+    else:
+        write_catalog(args.path, args.n, seed=args.seed, size=args.kind)
+
+
+def _write_small200(path: str, n: int, seed: int) -> None:
+    """About 200 bytes a product: a small product with its link and GTIN."""
+    with open(path, "wb") as fh:
+        batch: list[bytes] = []
+        for i, line in enumerate(iter_products(n, seed=seed, size="small")):
+            product = orjson.loads(line)
+            product["link"] = f"https://shop.example.com/p/{product['id'].lower()}"
+            product["gtin"] = f"{4_000_000_000_000 + (i * 7919 + seed) % 10**12}"
+            batch.append(orjson.dumps(product))
+            if len(batch) >= 10_000:
+                fh.write(b"\n".join(batch) + b"\n")
+                batch = []
+        if batch:
+            fh.write(b"\n".join(batch) + b"\n")
 
 
 def describe(path: Path) -> dict[str, float | int | str]:

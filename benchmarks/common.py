@@ -6,6 +6,7 @@ import json
 import math
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -30,20 +31,60 @@ class ChildFailed(RuntimeError):
 def run_child(
     args: Sequence[str], *, timeout: float = CHILD_TIMEOUT_S, cwd: Path = ROOT
 ) -> dict[str, Any]:
-    """Run ``python args...`` in a fresh process; return the JSON object on its last line."""
+    """Run ``python args...`` in a fresh process; return the JSON object on its last line.
+
+    The object gets ``process_cpu_s``: the user + system CPU seconds of the
+    child over its whole life (start-up and imports included) and of any
+    process it waited for, from ``getrusage(RUSAGE_CHILDREN)`` before and
+    after (the suite waits for one child at a time; the benchmark server is
+    not waited for until it stops, so it is not counted).
+    """
     cmd = [sys.executable, *args]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     try:
         proc = subprocess.run(
             cmd, capture_output=True, text=True, timeout=timeout, cwd=cwd, check=False
         )
     except subprocess.TimeoutExpired as exc:
         raise ChildFailed(f"{' '.join(args[:3])} ran over {timeout:.0f} s") from exc
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
     if proc.returncode != 0 or not lines:
         tail = (proc.stderr or proc.stdout)[-1500:]
         raise ChildFailed(f"{' '.join(args[:3])} exited {proc.returncode}: {tail}")
     result: dict[str, Any] = json.loads(lines[-1])
+    result["process_cpu_s"] = (after.ru_utime - before.ru_utime) + (
+        after.ru_stime - before.ru_stime
+    )
     return result
+
+
+def per_million(seconds: float | None, products: float | None) -> float | None:
+    """CPU seconds per million products."""
+    if seconds is None or not products:
+        return None
+    return seconds / products * 1e6
+
+
+def cpu_figures(runs: Sequence[dict[str, Any]]) -> dict[str, float | None]:
+    """Medians over client runs of their CPU: per million products and cores busy.
+
+    ``cpu_s_per_m`` counts the client process's whole life (``process_cpu_s``:
+    start-up, imports, the run); ``cpu_s_per_m_run`` only what the client
+    measured itself over the run (``cpu_s``), without start-up.
+    """
+
+    def med(values: list[float | None]) -> float | None:
+        kept = [v for v in values if v is not None]
+        return median(kept) if kept else None
+
+    return {
+        "cpu_s_per_m": med([per_million(x.get("process_cpu_s"), x["products"]) for x in runs]),
+        "cpu_s_per_m_run": med([per_million(x.get("cpu_s"), x["products"]) for x in runs]),
+        "client_cores": med(
+            [x["cpu_s"] / x["seconds"] for x in runs if x.get("cpu_s") and x["seconds"]]
+        ),
+    }
 
 
 def median(values: Sequence[float]) -> float:

@@ -3,17 +3,22 @@
 One peer per process run, over an NDJSON catalog, printing ONE JSON line::
 
     python -m benchmarks.peers NAME --url URL --catalog PATH --index-or-stream ID \\
-        --chunk-size N --compression gzip|none [--token T]
+        --chunk-size N --compression gzip|none [--token T] [--rate R]
 
     {"peer": NAME, "products": n, "seconds": s, "products_per_s": x, "mb_per_s": y,
-     "requests": r, "status_429": k, "errors": e, "peak_rss_mb": m}
+     "requests": r, "status_429": k, "errors": e, "rejected": j, "cpu_s": c,
+     "peak_rss_mb": m}
 
 ``products`` counts the products the server acknowledged; ``errors`` the
 products that were read but not acknowledged (a failed item, or a chunk lost
 when the peer gave up; the reason goes to stderr). ``seconds`` is wall time
 from the first read of the catalog to the last answer; ``mb_per_s`` is catalog
-bytes (uncompressed NDJSON, 10**6 bytes a MB) per second; ``peak_rss_mb`` is
-the process's peak RSS (``resource.getrusage``, the interpreter included).
+bytes (uncompressed NDJSON, 10**6 bytes a MB) per second; ``rejected`` the
+lines the peer itself refused to send (only ``plain_threaded`` checks them);
+``cpu_s`` the process's user + system CPU seconds over the run, from before
+the client is made to after it is closed (every thread; start-up and imports
+left out); ``peak_rss_mb`` the process's peak RSS (``VmHWM``, the interpreter
+included).
 The exit status is 0 whenever the line is printed, even when ``errors`` > 0.
 
 Peers (the same chunk size and compression as bulkpush, each with its own
@@ -33,11 +38,19 @@ defaults otherwise):
     read lines, chunk, ``gzip.compress`` (stdlib, default level 9), ``POST
     {url}/streams/{ID}/products`` with ``urllib.request`` (a new connection per
     request), wait for the answer, next; on a 429 sleep a second and retry.
+``plain_threaded``
+    The plain threaded uploader of :mod:`benchmarks.plain_client`, standard
+    library only, against the emulator's Stream API: the main thread reads and
+    checks each line with ``json.loads`` (an object with an ``id``, at most
+    1 MB) and groups the lines into bodies; 8 threads each ``gzip.compress``
+    (level 1) a body and ``POST`` it with ``http.client`` (a new connection per
+    request), paced by one shared, evenly spacing limiter at ``--rate``
+    requests/s (none without it). Compression is always gzip.
 
 ``requests`` and ``status_429`` come from the server: for the ES peers from
 ``GET {url}/_bench/bulk_stats`` (the index's counters) before and after the
 run, which sees the transport's silent retries too; the naive peer sees every
-answer itself, so it counts them.
+answer itself, so it counts them (so does ``plain_threaded``).
 
 elasticsearch-py defaults (read in the installed 9.x source,
 ``elasticsearch/helpers/actions.py``, ``elasticsearch/_async/helpers.py``,
@@ -78,7 +91,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["PEERS", "PeerResult", "main", "run_peer"]
+__all__ = ["PEERS", "STREAM_API_PEERS", "PeerResult", "main", "run_peer"]
 
 
 @dataclass(slots=True)
@@ -92,6 +105,8 @@ class PeerResult:
     requests: int
     status_429: int
     errors: int
+    cpu_s: float = 0.0
+    rejected: int = 0
 
     def to_json(self) -> dict[str, Any]:
         s = self.seconds or 1e-9
@@ -104,8 +119,29 @@ class PeerResult:
             "requests": self.requests,
             "status_429": self.status_429,
             "errors": self.errors,
-            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            "rejected": self.rejected,
+            "cpu_s": round(self.cpu_s, 3),
+            "peak_rss_mb": round(peak_rss_mb(), 1),
         }
+
+
+def peak_rss_mb() -> float:
+    """This process's peak RSS in MB: ``VmHWM``, not ``ru_maxrss``, which Linux carries
+    across ``exec`` (a child of a large parent would report at least the parent's RSS)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def cpu_s() -> float:
+    """User + system CPU seconds of this process so far, every thread."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 @dataclass(slots=True)
@@ -281,11 +317,42 @@ def _naive(
     )
 
 
+# --- the plain threaded uploader ----------------------------------------------------
+
+
+def _plain_threaded(
+    url: str,
+    catalog: str,
+    stream: str,
+    chunk_size: int,
+    compress: bool,
+    token: str,
+    rate: float | None,
+) -> PeerResult:
+    from benchmarks.plain_client import push  # noqa: PLC0415
+
+    if not compress:
+        raise ValueError("plain_threaded always compresses (gzip level 1)")
+    counts = push(url, catalog, stream, token=token, chunk_size=chunk_size, rate=rate)
+    return PeerResult(
+        peer="plain_threaded",
+        products=counts["products"],
+        seconds=counts["seconds"],
+        catalog_bytes=counts["bytes_read"],
+        requests=counts["requests"],
+        status_429=counts["status_429"],
+        errors=counts["read"] - counts["rejected"] - counts["products"],
+        rejected=counts["rejected"],
+    )
+
+
 PEERS: dict[str, Callable[..., PeerResult]] = {
     "es_async_streaming_bulk": _es_async_streaming_bulk,
     "es_parallel_bulk": _es_parallel_bulk,
     "naive": _naive,
+    "plain_threaded": _plain_threaded,
 }
+STREAM_API_PEERS = ("naive", "plain_threaded")  # they take a stream id and a token
 
 
 def run_peer(
@@ -297,21 +364,31 @@ def run_peer(
     chunk_size: int,
     compression: str,
     token: str = "bench-token",
+    rate: float | None = None,
 ) -> PeerResult:
-    """Run one peer in this process (the CLI runs one per process, for its peak RSS)."""
+    """Run one peer in this process (the CLI runs one per process, for its peak RSS).
+
+    ``rate`` (requests/s) paces ``plain_threaded`` only; the others do not pace.
+    """
     if compression not in ("gzip", "none"):
         raise ValueError(f"compression must be gzip or none, got {compression!r}")
     if chunk_size < 1:
         raise ValueError(f"chunk size must be positive, got {chunk_size}")
     url = url.rstrip("/")
     compress = compression == "gzip"
+    cpu0 = cpu_s()
     if name == "naive":
-        return _naive(url, catalog, index_or_stream, chunk_size, compress, token)
-    try:
-        peer = PEERS[name]
-    except KeyError:
-        raise ValueError(f"unknown peer {name!r}; one of {sorted(PEERS)}") from None
-    return peer(url, catalog, index_or_stream, chunk_size, compress)
+        result = _naive(url, catalog, index_or_stream, chunk_size, compress, token)
+    elif name == "plain_threaded":
+        result = _plain_threaded(url, catalog, index_or_stream, chunk_size, compress, token, rate)
+    else:
+        try:
+            peer = PEERS[name]
+        except KeyError:
+            raise ValueError(f"unknown peer {name!r}; one of {sorted(PEERS)}") from None
+        result = peer(url, catalog, index_or_stream, chunk_size, compress)
+    result.cpu_s = cpu_s() - cpu0
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -323,11 +400,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--url", required=True, help="the benchmark server's base URL")
     parser.add_argument("--catalog", required=True, help="an NDJSON catalog")
     parser.add_argument(
-        "--index-or-stream", required=True, help="the ES index, or the stream id (naive)"
+        "--index-or-stream",
+        required=True,
+        help="the ES index, or the stream id (naive, plain_threaded)",
     )
     parser.add_argument("--chunk-size", type=int, required=True, help="products per request")
     parser.add_argument("--compression", choices=("gzip", "none"), required=True)
-    parser.add_argument("--token", default="bench-token", help="bearer token (naive)")
+    parser.add_argument("--token", default="bench-token", help="bearer token (Stream API peers)")
+    parser.add_argument(
+        "--rate", type=float, default=None, help="requests/s (plain_threaded; default: none)"
+    )
     args = parser.parse_args(argv)
     result = run_peer(
         args.name,
@@ -337,6 +419,7 @@ def main(argv: list[str] | None = None) -> int:
         chunk_size=args.chunk_size,
         compression=args.compression,
         token=args.token,
+        rate=args.rate,
     )
     print(json.dumps(result.to_json()), flush=True)
     return 0

@@ -1,7 +1,9 @@
 """RESULTS.md from a results file: ``python -m benchmarks.render [JSON [MD]]``.
 
-The suite calls :func:`render` after every scenario; run this module to
-regenerate the Markdown from ``benchmarks/results/latest.json`` by hand.
+The suite calls :func:`render` after every scenario, with the charts
+:mod:`benchmarks.charts` drew from the same file; run this module to
+regenerate the Markdown (and the charts, into the JSON file's directory)
+from ``benchmarks/results/latest.json`` by hand.
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import pct_floor
+from benchmarks import charts as charts_module
+from benchmarks.common import API_CEILING_PRODUCTS_PER_S, pct_floor
 
 HERE = Path(__file__).resolve().parent
 OK, NOT_OK = "✔", "✘"
@@ -81,10 +84,10 @@ def _header(data: dict[str, Any]) -> list[str]:
         "how much CPU other processes on the machine used while it ran: figures taken on a "
         "busy machine are low.",
         "",
-        "Run it: `scripts/bench` (full, about 10 minutes on 2 cores; writes this file and "
+        "Run it: `scripts/bench` (full, about 12 minutes on 2 idle cores; writes this file and "
         "`results/latest.json`), `scripts/bench --quick` (under 2 minutes; "
-        "`results/quick.json`, `results/QUICK.md`), `--only rate,throughput,peers,memory,"
-        "compression` (re-measures those scenarios, keeps the others), `--runs N`, "
+        "`results/quick.json`, `results/QUICK.md`), `--only rate,throughput,peers,at_limit,"
+        "memory,compression` (re-measures those scenarios, keeps the others), `--runs N`, "
         "`--out DIR`, `--no-profile`.",
         "",
         "## Machine",
@@ -126,6 +129,74 @@ def _targets(data: dict[str, Any]) -> list[str]:
     lines += _table(["#", "what", "target", "measured", ""], rows)
     if notes:
         lines += ["Not met:", "", *notes, ""]
+    return lines
+
+
+def _cpu(value: float | None) -> str:
+    return "–" if value is None else f"{value:.2f}"
+
+
+def _key_figures(data: dict[str, Any]) -> list[str]:
+    """The figures of "all cores, little work per product", from whichever scenarios ran."""
+    scenarios = data.get("scenarios", {})
+    items = []
+    throughput = scenarios.get("throughput", {})
+    full = (throughput.get("figures") or {}).get("full") or {}
+    plain = full.get("plain")
+    if throughput.get("status") == "ok" and plain:
+        own_cpu = (full.get("e2e_cpu") or {}).get("cpu_s_per_m")
+        items.append(
+            f"- **bulkpush vs the plain threaded uploader**, limits lifted, "
+            f"~{throughput['settings']['catalog']['mean_product_bytes']:,.0f} B products, "
+            f"validation full: {_n(full['e2e_products_per_s'])} vs "
+            f"{_n(plain['products_per_s'])} products/s = "
+            f"**{_x(plain.get('bulkpush_vs_plain'))}**; client CPU {_cpu(own_cpu)} vs "
+            f"{_cpu(plain.get('cpu_s_per_m'))} s per million products (Client throughput)."
+        )
+    for setting in (scenarios.get("peers", {}).get("figures") or {}).values():
+        if setting.get("bulkpush_vs_plain") is not None:
+            items.append(
+                f"- bulkpush vs the plain threaded uploader, peers {setting['title']}: "
+                f"{_x(setting['bulkpush_vs_plain'])}."
+            )
+    at_limit = scenarios.get("at_limit", {})
+    own = ((at_limit.get("figures") or {}).get("clients") or {}).get("bulkpush") or {}
+    if at_limit.get("status") == "ok" and own.get("products_per_s") is not None:
+        other = at_limit["figures"]["clients"].get("plain_threaded") or {}
+        items.append(
+            f"- **Small products at the limit** (30 req/s, 150 ms, "
+            f"~{at_limit['settings']['catalog']['mean_product_bytes']:,.0f} B products): "
+            f"bulkpush {_n(own['products_per_s'])} products/s = "
+            f"**{_pct(own.get('share_of_api'))} of {API_CEILING_PRODUCTS_PER_S:,}** over the whole "
+            f"push ({_pct(own.get('steady_share_of_api'))} after its first second); client CPU "
+            f"{_cpu(own.get('cpu_s_per_m'))} s per million products"
+            + (
+                f"; the plain threaded uploader {_n(other['products_per_s'])} products/s = "
+                f"{_pct(other.get('share_of_api'))}, {_cpu(other.get('cpu_s_per_m'))} s per million"
+                if other.get("products_per_s") is not None
+                else ""
+            )
+            + "."
+        )
+    if not items:
+        return []
+    return [
+        "## Key figures",
+        "",
+        "Bulkpush against a plain threaded client, and what small products cost "
+        "(CPU seconds: the client process's whole life, every thread).",
+        "",
+        *items,
+        "",
+    ]
+
+
+def _charts(links: Sequence[tuple[str, str, str]]) -> list[str]:
+    if not links:
+        return []
+    lines = ["## Charts", "", "Drawn from the results file by `benchmarks/charts.py`.", ""]
+    for title, path, caption in links:
+        lines += [f"![{title}]({path})", "", caption, ""]
     return lines
 
 
@@ -223,6 +294,7 @@ def _throughput(entry: dict[str, Any]) -> list[str]:
         ],
         rows,
     )
+    lines += _beside_plain(f)
     stages = (f.get("full") or {}).get("stages")
     if stages:
         total = sum(stages["seconds"].values())
@@ -248,6 +320,103 @@ def _throughput(entry: dict[str, Any]) -> list[str]:
         ]
     for validation, profile in (f.get("profiles") or {}).items():
         lines += _profile(profile, validation)
+    return lines
+
+
+def _beside_plain(f: dict[str, Any]) -> list[str]:
+    plain = (f.get("full") or {}).get("plain")
+    if not plain:
+        return []
+    rows = []
+    for validation in ("full", "light"):
+        r = f.get(validation)
+        if not r or not r.get("e2e_cpu"):
+            continue
+        cpu = r["e2e_cpu"]
+        rows.append(
+            [
+                f"**bulkpush** (validation {validation})",
+                _n(r["e2e_products_per_s"]),
+                _n(r["e2e_mb_per_s"], 1),
+                _cpu(cpu.get("cpu_s_per_m")),
+                _cpu(cpu.get("cpu_s_per_m_run")),
+                f"{r['client_cores']:.2f} / {r['server_cores']:.2f}",
+                _n(r["e2e_peak_rss_mb"], 0),
+            ]
+        )
+    rows.append(
+        [
+            "plain_threaded",
+            _n(plain["products_per_s"]),
+            _n(plain["mb_per_s"], 1),
+            _cpu(plain.get("cpu_s_per_m")),
+            _cpu(plain.get("cpu_s_per_m_run")),
+            f"{plain['client_cores'] or 0:.2f} / {plain['server_cores']:.2f}",
+            _n(plain["peak_rss_mb"], 0),
+        ]
+    )
+    lines = [
+        f"Beside the plain threaded uploader (same catalog and server, runs interleaved; "
+        f"median of {len(plain['runs'])}): bulkpush (validation full) / plain_threaded = "
+        f"**{_x(plain['bulkpush_vs_plain'])}**"
+        + (f" ({plain['incomplete']} plain run(s) incomplete)" if plain.get("incomplete") else "")
+        + ".",
+        "",
+    ]
+    return lines + _table(
+        [
+            "client",
+            "products/s",
+            "MB/s",
+            "CPU s / M products",
+            "push alone",
+            "cores: client / server",
+            "peak RSS MB",
+        ],
+        rows,
+    )
+
+
+def _at_limit(entry: dict[str, Any]) -> list[str]:
+    f = entry["figures"]
+    rows = []
+    for client, r in f["clients"].items():
+        if "products_per_s" not in r:
+            rows.append([client, "failed", *[""] * 7, r.get("error", "")[:120]])
+            continue
+        rows.append(
+            [
+                f"**{client}**" if client == "bulkpush" else client,
+                _n(r["products_per_s"]),
+                _pct(r["share_of_api"]),
+                _n(r["steady_products_per_s"]),
+                _pct(r["steady_share_of_api"]),
+                r["status_429"],
+                _cpu(r.get("cpu_s_per_m")),
+                _cpu(r.get("cpu_s_per_m_run")),
+                f"{r['client_cores'] or 0:.2f} / {r['server_cores']:.2f}",
+                _n(r["peak_rss_mb"], 0),
+                f"{r['incomplete']} run(s) incomplete" if r.get("incomplete") else "",
+            ]
+        )
+    lines = _table(
+        [
+            "client",
+            "products/s, whole push",
+            "of 300,000",
+            "steady (server log)",
+            "of 300,000",
+            "429s, all runs",
+            "CPU s / M products",
+            "push alone",
+            "cores: client / server",
+            "peak RSS MB",
+            "",
+        ],
+        rows,
+    )
+    if f.get("bulkpush_vs_plain") is not None:
+        lines += [f"bulkpush / plain_threaded: {_x(f['bulkpush_vs_plain'])}.", ""]
     return lines
 
 
@@ -291,7 +460,7 @@ def _peers(entry: dict[str, Any]) -> list[str]:
         rows = []
         for client, r in setting["clients"].items():
             if "products_per_s" not in r:
-                rows.append([client, "failed", "", "", "", "", r.get("error", "")[:120]])
+                rows.append([client, "failed", "", "", "", "", "", r.get("error", "")[:120]])
                 continue
             rows.append(
                 [
@@ -300,6 +469,7 @@ def _peers(entry: dict[str, Any]) -> list[str]:
                     _n(r["mb_per_s"], 1),
                     _x(r.get("ratio_to_best_peer")),
                     r["status_429"],
+                    _cpu(r.get("cpu_s_per_m")),
                     _n(r["peak_rss_mb"], 0),
                     f"{r['incomplete']} run(s) incomplete" if r.get("incomplete") else "",
                 ]
@@ -311,11 +481,17 @@ def _peers(entry: dict[str, Any]) -> list[str]:
                 "MB/s",
                 "vs best peer",
                 "429s, all runs",
+                "CPU s / M products",
                 "peak RSS MB",
                 "",
             ],
             rows,
         )
+        if setting.get("bulkpush_vs_plain") is not None:
+            lines += [
+                f"bulkpush / plain_threaded: {_x(setting['bulkpush_vs_plain'])}.",
+                "",
+            ]
         own = setting["clients"].get("bulkpush", {})
         if own.get("req_per_s_after_1s"):
             lines += [
@@ -385,14 +561,15 @@ _SECTIONS = {
     "rate": _rate,
     "throughput": _throughput,
     "peers": _peers,
+    "at_limit": _at_limit,
     "memory": _memory,
     "compression": _compression,
 }
 
 
-def render(data: dict[str, Any]) -> str:
-    """The Markdown report of a results file."""
-    lines = _header(data) + _targets(data)
+def render(data: dict[str, Any], charts: Sequence[tuple[str, str, str]] = ()) -> str:
+    """The Markdown report of a results file; ``charts``: (title, relative path, caption)."""
+    lines = _header(data) + _targets(data) + _key_figures(data) + _charts(charts)
     for num, (name, entry) in enumerate(data.get("scenarios", {}).items(), 1):
         lines += [f"## {num}. {entry.get('title', name)} (`--only {name}`)", ""]
         if entry.get("status") != "ok":
@@ -413,8 +590,17 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("json", nargs="?", type=Path, default=HERE / "results" / "latest.json")
     parser.add_argument("md", nargs="?", type=Path, default=HERE / "RESULTS.md")
+    parser.add_argument("--prefix", default="", help="chart file prefix (the suite's quick-)")
+    parser.add_argument("--no-charts", action="store_true", help="link existing charts only")
     args = parser.parse_args(argv)
-    args.md.write_text(render(json.loads(args.json.read_text())), encoding="utf-8")
+    data = json.loads(args.json.read_text())
+    directory = args.json.resolve().parent
+    if not args.no_charts:
+        failed = charts_module.draw_in_child(args.json, directory, args.prefix)
+        if failed:
+            print(f"charts not drawn: {failed}")
+    links = charts_module.links(data, directory, args.md.resolve(), args.prefix)
+    args.md.write_text(render(data, links), encoding="utf-8")
 
 
 if __name__ == "__main__":

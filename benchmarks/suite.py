@@ -3,8 +3,8 @@
     python -m benchmarks [--quick] [--only NAME[,NAME]] [--runs N] [--out DIR]
                          [--no-profile] [--cache DIR]
 
-Scenarios, in order: ``rate``, ``throughput``, ``peers``, ``memory``,
-``compression`` (see each module in ``benchmarks/scenarios/``). The server
+Scenarios, in order: ``rate``, ``throughput``, ``peers``, ``at_limit``,
+``memory``, ``compression`` (see each module in ``benchmarks/scenarios/``). The server
 runs in its own process (``benchmarks.server``) and every client run in a
 fresh one; each figure is the median of ``--runs`` runs (3, or 1 with
 ``--quick``, which also uses smaller catalogs and finishes in under 2
@@ -14,11 +14,13 @@ run also profiles one end-to-end throughput run with py-spy
 (``--no-profile`` skips it).
 
 Results: ``DIR/latest.json`` (``DIR/quick.json`` with ``--quick``), DIR
-being ``benchmarks/results`` unless ``--out`` says, and the readable report
-generated from it: ``benchmarks/RESULTS.md`` for a full run into the default
-directory, else ``DIR/RESULTS.md`` (``DIR/QUICK.md``). With ``--only``, the
-scenarios run replace theirs in an existing results file and the others are
-kept (each scenario records when it was measured).
+being ``benchmarks/results`` unless ``--out`` says, the SVG charts drawn from
+it (``DIR/NAME.svg``, ``DIR/quick-NAME.svg``; :mod:`benchmarks.charts`, which
+needs matplotlib from the ``bench`` extra: without it the report has no
+charts) and the readable report generated from it: ``benchmarks/RESULTS.md``
+for a full run into the default directory, else ``DIR/RESULTS.md``
+(``DIR/QUICK.md``). With ``--only``, the scenarios run replace theirs in an
+existing results file and the others are kept (each scenario records when it was measured).
 
 The exit status is 1 when a scenario failed to run, else 0 (a target not
 met is a result, not a failure).
@@ -38,9 +40,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchmarks import render
+from benchmarks import charts, render
 from benchmarks.common import Context, OtherLoad, Scenario, machine
-from benchmarks.scenarios import compression, memory, peers, rate, throughput
+from benchmarks.scenarios import at_limit, compression, memory, peers, rate, throughput
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_OUT = HERE / "results"
@@ -50,6 +52,7 @@ SCENARIOS: dict[str, Callable[[Context], Scenario]] = {
     "rate": rate.run,
     "throughput": throughput.run,
     "peers": peers.run,
+    "at_limit": at_limit.run,
     "memory": memory.run,
     "compression": compression.run,
 }
@@ -199,7 +202,12 @@ def main(argv: list[str] | None = None) -> int:
             "scenarios": {n: scenarios[n] for n in SCENARIOS if n in scenarios},
         }
         _write_atomic(json_path, json.dumps(data, indent=1) + "\n")
-        _write_atomic(md_path, render.render(data))
+        prefix = "quick-" if args.quick else ""
+        failed_charts = charts.draw_in_child(json_path, out, prefix)
+        if failed_charts:
+            ctx.progress(f"charts not drawn: {failed_charts}")
+        links = charts.links(data, out, md_path, prefix)
+        _write_atomic(md_path, render.render(data, links))
     ctx.progress(f"results: {json_path}, {md_path}")
     for entry in data["scenarios"].values():
         for target in entry["targets"]:

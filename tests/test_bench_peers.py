@@ -35,6 +35,8 @@ LINE_KEYS = {
     "requests",
     "status_429",
     "errors",
+    "rejected",
+    "cpu_s",
     "peak_rss_mb",
 }
 
@@ -133,10 +135,12 @@ def _peer(name: str, url: str, catalog: Path, target: str) -> dict[str, Any]:
     assert line["peer"] == name
     assert line["products"] == PRODUCTS, out.stderr
     assert line["errors"] == 0, out.stderr
+    assert line["rejected"] == 0
     assert line["requests"] == PRODUCTS // CHUNK
     assert line["status_429"] == 0
     assert line["seconds"] > 0 and line["products_per_s"] > 0 and line["mb_per_s"] > 0
     assert line["peak_rss_mb"] > 0
+    assert line["cpu_s"] > 0
     return line
 
 

@@ -1,6 +1,6 @@
 """4. Memory: peak RSS does not grow with the catalog.
 
-Catalogs of small products (about 200 bytes each) of several sizes are pushed
+Catalogs of small products (about 125 bytes each) of several sizes are pushed
 to the server with every limit lifted, in throughput mode (it stores nothing,
 so it is never the bottleneck), each push in a fresh process that reports its
 own peak RSS (``VmHWM``: the whole process, interpreter and threads
@@ -30,7 +30,7 @@ def run(ctx: Context) -> Scenario:
         settings={
             "server": config.describe(),
             "products": list(sizes),
-            "product_kind": "small (about 200 bytes)",
+            "product_kind": "small (about 125 bytes)",
             "runs": ctx.runs,
             "client": "bulkpush defaults (10,000 products per request, gzip), rate lifted",
         },

@@ -6,8 +6,10 @@ fresh process (``python -m benchmarks.peers NAME ...``, written with the
 peers' own code, and ``python -m benchmarks.bulkpush_run``). The
 Elasticsearch helpers send to the benchmark server's ``_bulk`` endpoint
 (:mod:`benchmarks.bulk_endpoint`), which has the same limits and latency as
-the emulator's ``/products``; bulkpush and the naive uploader send to the
-emulator.
+the emulator's ``/products``; bulkpush, the naive uploader and the plain
+threaded one (:mod:`benchmarks.plain_client`) send to the emulator. The plain
+threaded uploader paces itself at bulkpush's default rate (97.5% of the
+limit) in setting (ii) and not at all in (i).
 
 Two settings: (i) limits lifted, no added latency (CPU-bound), and (ii) the
 published 30 requests/s per stream with 500 ms of server latency per request.
@@ -27,16 +29,18 @@ from benchmarks.common import (
     Context,
     Scenario,
     Target,
+    cpu_figures,
     median,
     run_child,
     spread,
 )
-from benchmarks.scenarios.rate import analyse
+from benchmarks.scenarios.rate import CLIENT_RATE, analyse
 from benchmarks.server import BenchServer, ServerConfig
 from bulkpush import ConcurrencyOptions
 from bulkpush.compression import BACKEND, DEFAULT_LEVEL
 
-PEERS = ("es_async_streaming_bulk", "es_parallel_bulk", "naive")
+PEERS = ("es_async_streaming_bulk", "es_parallel_bulk", "naive", "plain_threaded")
+PLAIN = "plain_threaded"
 CHUNK = 1_000
 
 
@@ -88,15 +92,18 @@ def _client_run(
         result = run_child(args)
         result["server_view"] = analyse(server.uploads(sid))
         return result
-    if client == "naive":
-        target = server.create_stream(f"peers {setting.id} naive {run}")
+    extra: list[str] = []
+    if client in ("naive", PLAIN):
+        target = server.create_stream(f"peers {setting.id} {client} {run}")
+        if client == PLAIN and setting.config.rate is not None:
+            extra = ["--rate", str(CLIENT_RATE)]
     else:
         target = f"bench-{setting.id}-{client}-{run}".lower().replace("_", "-")
     return run_child(
         [
             "-m", "benchmarks.peers", client, "--url", server.url, "--catalog", path,
             "--index-or-stream", target, "--chunk-size", str(CHUNK), "--compression", "gzip",
-            "--token", server.config.token,
+            "--token", server.config.token, *extra,
         ]
     )  # fmt: skip
 
@@ -107,7 +114,8 @@ def run(ctx: Context) -> Scenario:
         settings={
             "chunk_products": CHUNK,
             "compression": f"gzip (each client's own: bulkpush {BACKEND} level "
-            f"{DEFAULT_LEVEL}; the peers gzip.compress, stdlib level 9)",
+            f"{DEFAULT_LEVEL}; {PLAIN} gzip.compress level 1; the other peers "
+            "gzip.compress, stdlib level 9)",
             "runs": ctx.runs,
             "clients": ["bulkpush", *PEERS],
         },
@@ -116,7 +124,12 @@ def run(ctx: Context) -> Scenario:
             "chunk_size is 500, bulkpush's 10,000): in setting (ii) that makes the published "
             "30 requests/s the ceiling (30,000 products/s) rather than this machine's CPU.",
             "In setting (i) bulkpush is told the server has no limit (PushOptions(rate=1e6)); "
-            "the peers do not pace at all.",
+            "the peers do not pace at all. In setting (ii) the plain threaded peer paces "
+            f"itself at {CLIENT_RATE:.2f} req/s (bulkpush's default, 97.5% of the limit) with "
+            "its one shared limiter.",
+            "CPU s / M products: the client process's user + system CPU over its whole life "
+            "(start-up and imports included; getrusage of the waited-for child) per million "
+            "products pushed, median of the runs.",
             "The order of the clients rotates from run to run.",
         ],
     )
@@ -166,6 +179,7 @@ def run(ctx: Context) -> Scenario:
                     1 for x in runs if x["products"] < products or x.get("errors", 0)
                 ),
                 "peak_rss_mb": median([x["peak_rss_mb"] for x in runs]),
+                **cpu_figures(runs),
                 "req_per_s_after_1s": median(
                     [x["server_view"]["rate"] for x in runs if "server_view" in x]
                 )
@@ -181,6 +195,7 @@ def run(ctx: Context) -> Scenario:
         for row in rows.values():
             if "products_per_s" in row and best:
                 row["ratio_to_best_peer"] = row["products_per_s"] / ok_peers[best]["products_per_s"]
+        plain = rows[PLAIN].get("products_per_s")
         figures[setting.id] = {
             "title": setting.title,
             "server": setting.config.describe(),
@@ -188,6 +203,7 @@ def run(ctx: Context) -> Scenario:
             "clients": rows,
             "best_peer": best,
             "bulkpush_vs_best_peer": ratio,
+            "bulkpush_vs_plain": own / plain if own and plain else None,
         }
         _targets(scenario, setting, rows, best, ratio)
     scenario.figures = figures

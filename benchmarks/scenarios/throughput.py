@@ -7,8 +7,12 @@ same options, prepared by the client exactly as a push is
 (``StreamClient.open_push``) but with a sender that answers each chunk at
 once without sending it: reading, validation, chunking, encoding and
 compression only. Each end-to-end run is paired with a ceiling run (ABAB),
-for validation ``full`` and ``light``. The stage costs (each stage alone, one
-thread) show where the ceiling's CPU goes.
+for validation ``full`` and ``light``. With validation ``full``, each pair
+also has a run of the plain threaded uploader (:mod:`benchmarks.plain_client`:
+``json.loads`` of every line, 8 threads gzip level 1 and ``http.client``)
+over the same catalog and server, before or after bulkpush's in turn: the
+products/s of both and their CPU seconds per million products. The stage
+costs (each stage alone, one thread) show where the ceiling's CPU goes.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from benchmarks.common import (
     Context,
     Scenario,
     Target,
+    cpu_figures,
     median,
     pct_floor,
     process_cpu_s,
@@ -36,6 +41,7 @@ from bulkpush.compression import BACKEND, DEFAULT_LEVEL
 TARGET_SHARE = 0.90
 STAGE_PRODUCTS = 50_000
 VALIDATIONS = ("full", "light")
+PLAIN_WITH = "full"  # the validation level bulkpush runs with beside the plain uploader
 
 
 FULL_RUNS = 5  # the figure most sensitive to other load on the machine gets more runs
@@ -55,6 +61,9 @@ def run(ctx: Context) -> Scenario:
             "compression": f"gzip (bulkpush default: {BACKEND} level {DEFAULT_LEVEL})",
             "client_rate": "lifted (PushOptions(rate=1e6))",
             "runs": runs,
+            "plain threaded uploader": "beside bulkpush with validation full: "
+            "benchmarks/plain_client.py, 8 threads, gzip level 1, 10,000 products per request, "
+            "no pacing",
         },
         notes=[
             "CPU ceiling = the same catalog read, validated, chunked, encoded and compressed by "
@@ -74,29 +83,47 @@ def run(ctx: Context) -> Scenario:
             "--stream", sid, "--rate", str(LIFTED_RATE),
         ]  # fmt: skip
 
+    def timed(server: BenchServer, args: list[str]) -> dict[str, Any]:
+        cpu0 = process_cpu_s(server.pid)
+        result = run_child(args)
+        cpu1 = process_cpu_s(server.pid)
+        result["server_cpu_s"] = None if cpu0 is None or cpu1 is None else cpu1 - cpu0
+        return result
+
     with BenchServer(config) as server:
         base = push_args(server, "throughput")
+        plain_args = [
+            "-m", "benchmarks.peers", "plain_threaded", "--url", server.url,
+            "--catalog", str(path), "--index-or-stream", server.create_stream("plain"),
+            "--chunk-size", "10000", "--compression", "gzip", "--token", config.token,
+        ]  # fmt: skip
         for validation in VALIDATIONS:
             args = [*base, "--validation", validation]
             e2e: list[dict[str, Any]] = []
             ceiling: list[dict[str, Any]] = []
+            plain: list[dict[str, Any]] = []
             stages: dict[str, Any] | None = None
             for r in range(runs):
                 extra = ["--stages", str(STAGE_PRODUCTS)] if r == 0 else []
                 c = run_child([*args, "--no-network", *extra])
                 stages = c.pop("stages", stages)
                 ceiling.append(c)
-                cpu0 = process_cpu_s(server.pid)
-                e = run_child(args)
-                cpu1 = process_cpu_s(server.pid)
-                e["server_cpu_s"] = None if cpu0 is None or cpu1 is None else cpu1 - cpu0
-                e2e.append(e)
+                with_plain = validation == PLAIN_WITH
+                if with_plain and r % 2:
+                    plain.append(timed(server, plain_args))
+                e2e.append(timed(server, args))
+                if with_plain and not r % 2:
+                    plain.append(timed(server, plain_args))
+                e = e2e[-1]
                 ctx.progress(
                     f"  throughput ({validation}), run {r + 1}/{runs}: "
                     f"end to end {e['products_per_s']:,.0f}/s, "
                     f"ceiling {c['products_per_s']:,.0f}/s"
+                    + (f", plain threaded {plain[-1]['products_per_s']:,.0f}/s" if plain else "")
                 )
             rows[validation] = _summary(e2e, ceiling, stages)
+            if plain:
+                rows[validation]["plain"] = _plain_summary(plain, rows[validation])
         # The same end-to-end runs with the server at the lowest CPU priority: on
         # 2 cores the server's share is CPU the ceiling run has to itself; this
         # shows what is left when the client gets the cores first (as when the
@@ -171,6 +198,22 @@ def run(ctx: Context) -> Scenario:
     return scenario
 
 
+def _plain_summary(plain: list[dict[str, Any]], own: dict[str, Any]) -> dict[str, Any]:
+    pps = [x["products_per_s"] for x in plain]
+    server_cpu = [x["server_cpu_s"] / x["seconds"] for x in plain if x.get("server_cpu_s")]
+    return {
+        "products_per_s": median(pps),
+        "spread": spread(pps),
+        "mb_per_s": median([x["mb_per_s"] for x in plain]),
+        **cpu_figures(plain),
+        "server_cores": median(server_cpu),
+        "peak_rss_mb": median([x["peak_rss_mb"] for x in plain]),
+        "incomplete": sum(1 for x in plain if x["errors"] or x["rejected"]),
+        "bulkpush_vs_plain": own["e2e_products_per_s"] / median(pps) if median(pps) else None,
+        "runs": plain,
+    }
+
+
 def _summary(
     e2e: list[dict[str, Any]], ceiling: list[dict[str, Any]], stages: dict[str, Any] | None
 ) -> dict[str, Any]:
@@ -197,6 +240,7 @@ def _summary(
         "ceiling_cores": median(ceiling_cpu),
         "server_cores": median(server_cpu),
         "e2e_peak_rss_mb": median([x["peak_rss_mb"] for x in e2e]),
+        "e2e_cpu": cpu_figures(e2e),
         "requests": e2e[0]["requests"] if e2e else 0,
         "status_429": sum(x["status_429"] for x in e2e),
         "stages": stages,
