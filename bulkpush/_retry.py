@@ -9,13 +9,20 @@ own deadline), :class:`Split` (the payload is too large: the caller halves
 it) or :class:`Fatal` (stop). :class:`Executor` owns the loop: concurrency
 slot, then rate slot, send, read the ``ratelimit-*`` headers, ask the
 classifier, wait, resend. A request that got no answer at all (reset,
-timeout) is ``transient``; a non-idempotent request is then not resent.
+timeout) is ``transient``; a non-idempotent request is then not resent, nor
+is any request whose :class:`~bulkpush.errors.TransportError` is not
+``retriable`` (a failed TLS handshake, an answer over the size cap).
+
+A request's first transient failure logs one warning on the
+``bulkpush.retry`` logger (what failed, where, and that it is retried);
+the later attempts are silent until the request succeeds or gives up.
 """
 
 from __future__ import annotations
 
 import asyncio
 import email.utils
+import logging
 import random
 import time
 from collections.abc import Callable, Mapping
@@ -56,6 +63,8 @@ __all__ = [
     "error_titles",
     "rate_limit_wait",
 ]
+
+log = logging.getLogger("bulkpush.retry")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -346,7 +355,7 @@ class Executor:
                 resp = await self.transport.send(request)
             except TransportError as exc:
                 backpressure = True
-                if not request.idempotent:
+                if not (request.idempotent and exc.retriable):
                     raise
                 failures += 1
                 last = exc
@@ -417,6 +426,8 @@ class Executor:
                     last=last,
                     attempts=count.attempts,
                 ) from last
+            if failures == 1:
+                log.warning("%s; retrying (attempt %d of %d)", last, failures, policy.max_attempts)
             await asyncio.sleep(
                 backoff_delay(failures, base=policy.backoff_base_s, cap=policy.backoff_max_s)
             )

@@ -1,0 +1,305 @@
+"""The HTTP layer and the Stream API target under hostile or broken networks.
+
+Every test runs over real loopback servers: the emulator, a scripted aiohttp
+app, or a TLS server with a throwaway CA (``trustme``). Each proves one
+hardening rule: anomalous 2xx answers are never counted accepted, TLS
+failures are fatal, failures say what and where once, the API's own words
+reach the message, answers are read up to a cap, proxies come from the
+environment and a clear-text token is warned about, and a lost create is
+recovered without creating twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import logging
+import socket
+import ssl
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import aiohttp
+import pytest
+import trustme
+from aiohttp import web
+from yarl import URL
+
+from bulkpush import RetryPolicy
+from bulkpush._http import HttpTransport, Request, Secret, TransportOptions, env_proxy, translate
+from bulkpush._retry import Executor
+from bulkpush.errors import (
+    RequestTimeout,
+    ResponseTooLarge,
+    RetriesExhausted,
+    TLSError,
+    TransportError,
+)
+
+pytestmark = pytest.mark.timeout(60)
+
+TOKEN = "tok-hardening-S3CR3T"
+FAST = RetryPolicy(max_attempts=3, backoff_base_s=0.001, backoff_max_s=0.002)
+# Backoffs long enough that a second attempt would blow the time bound of a test.
+SLOW = RetryPolicy(max_attempts=8, backoff_base_s=5.0, backoff_max_s=5.0)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@pytest.fixture
+async def serve() -> AsyncIterator[Callable[..., Awaitable[str]]]:
+    """Start a loopback aiohttp app answering every path with ``handler``; returns its URL."""
+    runners: list[web.AppRunner] = []
+
+    async def start(handler: Handler, *, ssl_context: ssl.SSLContext | None = None) -> str:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", handler)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        runners.append(runner)
+        site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ssl_context)
+        await site.start()
+        port = runner.addresses[0][1]
+        return f"{'https' if ssl_context else 'http'}://127.0.0.1:{port}"
+
+    yield start
+    for runner in runners:
+        await runner.cleanup()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+    return port  # closed: nothing listens there now
+
+
+def stream_doc(sid: str, name: str = "main catalog", type: str = "chunked") -> dict[str, Any]:
+    return {"id": sid, "type": "stream", "attributes": {"name": name, "type": type}}
+
+
+# --- 2. TLS failures are fatal ------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+async def test_an_untrusted_certificate_fails_once_and_fast(
+    serve: Callable[..., Awaitable[str]], ca: trustme.CA, tmp_path: Path
+) -> None:
+    hits: list[int] = []
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        hits.append(1)
+        return web.json_response({"data": {}})
+
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server_ctx)
+    url = await serve(handler, ssl_context=server_ctx)
+    port = URL(url).port
+    get = Request(method="GET", path="/streams")
+    started = time.monotonic()
+    async with HttpTransport(url) as t:
+        with pytest.raises(TLSError) as info:
+            await Executor(t, policy=SLOW).execute(get)
+        assert t.requests == 1  # not resent
+    assert time.monotonic() - started < 3
+    assert not info.value.retriable and hits == []
+    assert str(info.value).startswith(
+        f"GET /streams: TLS handshake with 127.0.0.1:{port} failed: certificate verify failed"
+    )
+    # The same server with its CA trusted answers: the failure was the certificate.
+    bundle = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(bundle))
+    async with HttpTransport(url, options=TransportOptions(ca_bundle=str(bundle))) as t:
+        resp, _ = await Executor(t, policy=SLOW).execute(get)
+    assert resp.status == 200 and hits == [1]
+
+
+async def test_https_on_a_plain_http_port_fails_once_and_says_so(
+    serve: Callable[..., Awaitable[str]],
+) -> None:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return web.json_response({})
+
+    url = await serve(handler)
+    port = URL(url).port
+    started = time.monotonic()
+    async with HttpTransport(url.replace("http://", "https://")) as t:
+        with pytest.raises(TLSError) as info:
+            await Executor(t, policy=SLOW).execute(Request(method="GET", path="/streams"))
+        assert t.requests == 1
+    assert time.monotonic() - started < 3
+    message = str(info.value)
+    assert message.startswith(f"GET /streams: TLS handshake with 127.0.0.1:{port} failed: ")
+    assert "plain http" in message
+
+
+# --- 3. what failed, where, once --------------------------------------------------------
+
+
+async def test_connection_refused_names_the_host_and_warns_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    port = free_port()
+    upload = Request(method="POST", path="/streams/1/products", body=b"{}\n")
+    caplog.set_level(logging.WARNING, logger="bulkpush.retry")
+    async with HttpTransport(f"http://127.0.0.1:{port}") as t:
+        with pytest.raises(RetriesExhausted) as info:
+            await Executor(t, policy=FAST).execute(upload)
+    assert info.value.attempts == 3
+    assert f"POST /streams/1/products: connection refused by 127.0.0.1:{port}" in str(info.value)
+    warnings = [r.getMessage() for r in caplog.records if r.name == "bulkpush.retry"]
+    assert warnings == [
+        f"POST /streams/1/products: connection refused by 127.0.0.1:{port}; "
+        "retrying (attempt 1 of 3)"
+    ]
+
+
+async def test_a_reset_and_a_timeout_name_the_host_and_the_reason(
+    serve: Callable[..., Awaitable[str]],
+) -> None:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        await request.read()
+        if request.path == "/drop":
+            assert request.transport is not None
+            request.transport.close()
+            raise ConnectionResetError
+        await asyncio.sleep(5)
+        return web.json_response({})
+
+    url = await serve(handler)
+    where = f"127.0.0.1:{URL(url).port}"
+    async with HttpTransport(url) as t:
+        with pytest.raises(TransportError) as dropped:
+            await t.request("POST", "/drop", body=b"x")
+        with pytest.raises(RequestTimeout) as slow:
+            await t.request("GET", "/slow", timeout_s=0.2)
+    assert dropped.value.retriable
+    assert str(dropped.value) in (
+        f"POST /drop: connection reset by {where}",
+        f"POST /drop: connection closed by {where} before it answered",
+    )
+    assert str(slow.value) == f"GET /slow: no answer from {where}: timed out after 0.2 s"
+
+
+def test_an_unresolved_name_says_so() -> None:
+    # No DNS query leaves the machine in tests: the connector's error is built here.
+    key = SimpleNamespace(host="api.example.invalid", port=443, ssl=True)
+    exc = aiohttp.ClientConnectorError(key, socket.gaierror(-2, "Name or service not known"))  # type: ignore[arg-type]
+    err = translate(exc, method="GET", url="https://api.example.invalid/streams", timeout_s=1)
+    assert str(err) == (
+        "GET /streams: name not resolved: api.example.invalid (name or service not known)"
+    )
+    assert err.retriable
+
+
+# --- 5. the response size cap -----------------------------------------------------------
+
+
+async def test_a_gzip_bomb_stops_at_the_cap(serve: Callable[..., Awaitable[str]]) -> None:
+    bomb = gzip.compress(b"\0" * (64 * 1024 * 1024), compresslevel=9)
+    small = gzip.compress(b'{"data": {}}')
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        body = small if request.path == "/small" else bomb
+        return web.Response(
+            body=body, headers={"Content-Encoding": "gzip", "Content-Type": "application/json"}
+        )
+
+    url = await serve(handler)
+    assert len(bomb) < 100_000
+    opts = TransportOptions(max_response_bytes=1024 * 1024)
+    async with HttpTransport(url, options=opts) as t:
+        resp = await t.request("GET", "/small")
+        assert resp.json() == {"data": {}}
+        with pytest.raises(ResponseTooLarge) as info:
+            await Executor(t, policy=SLOW).execute(Request(method="GET", path="/bomb"))
+        assert t.requests == 2  # not resent
+    assert not info.value.retriable and info.value.limit == 1024 * 1024
+    assert str(info.value) == (
+        f"GET /bomb: the answer from 127.0.0.1:{URL(url).port} is over 1,048,576 bytes "
+        "(TransportOptions.max_response_bytes); not read further"
+    )
+    assert TransportOptions().max_response_bytes == 8 * 1024 * 1024
+
+
+# --- 6. proxies and clear-text tokens ---------------------------------------------------
+
+
+@pytest.fixture
+def no_proxy_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    for name in ("http_proxy", "https_proxy", "no_proxy", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+    return monkeypatch
+
+
+async def test_http_proxy_from_the_environment_is_used(
+    serve: Callable[..., Awaitable[str]], no_proxy_env: pytest.MonkeyPatch
+) -> None:
+    via_proxy: list[tuple[str, str]] = []
+    direct: list[str] = []
+
+    async def proxy(request: web.Request) -> web.StreamResponse:
+        via_proxy.append((request.host, request.path))
+        return web.json_response({"via": "proxy"})
+
+    async def origin(request: web.Request) -> web.StreamResponse:
+        direct.append(request.path)
+        return web.json_response({"via": "direct"})
+
+    proxy_url = await serve(proxy)
+    origin_url = await serve(origin)
+    no_proxy_env.setenv("HTTP_PROXY", proxy_url)
+    async with HttpTransport("http://api.example.test") as t:
+        resp = await t.request("GET", "/streams")
+    assert resp.json() == {"via": "proxy"} and via_proxy == [("api.example.test", "/streams")]
+    # Loopback is never proxied: a proxy cannot reach this machine's own ports.
+    async with HttpTransport(origin_url) as t:
+        resp = await t.request("GET", "/streams")
+    assert resp.json() == {"via": "direct"} and direct == ["/streams"]
+    assert len(via_proxy) == 1
+    # NO_PROXY names hosts that are reached directly; HTTPS_PROXY serves https URLs.
+    no_proxy_env.setenv("NO_PROXY", "api.example.test")
+    assert env_proxy(URL("http://api.example.test/x")) == (None, {})
+    assert env_proxy(URL("http://other.example.test/x"))[0] == URL(proxy_url)
+    no_proxy_env.setenv("HTTPS_PROXY", "http://user:pw@proxy.example.test:3128")
+    found, headers = env_proxy(URL("https://other.example.test/x"))
+    assert found == URL("http://proxy.example.test:3128")
+    assert headers == {"Proxy-Authorization": "Basic dXNlcjpwdw=="}  # user:pw
+
+
+@pytest.mark.parametrize(
+    ("url", "token", "warned"),
+    [
+        ("http://api.example.test", True, True),
+        ("http://127.0.0.1:8080", True, False),
+        ("http://127.3.4.5:8080", True, False),
+        ("http://[::1]:8080", True, False),
+        ("http://localhost:8080", True, False),
+        ("https://api.example.test", True, False),
+        ("http://api.example.test", False, False),
+    ],
+)
+async def test_a_clear_text_token_to_another_host_is_warned_about(
+    caplog: pytest.LogCaptureFixture, url: str, token: bool, warned: bool
+) -> None:
+    caplog.set_level(logging.WARNING, logger="bulkpush.transport")
+    auth = {"Authorization": Secret(f"Bearer {TOKEN}")} if token else None
+    async with HttpTransport(url, auth_headers=auth):
+        pass
+    messages = [r.getMessage() for r in caplog.records if r.name == "bulkpush.transport"]
+    if warned:
+        assert messages == [
+            "http://api.example.test is plain http: the token goes in clear text to "
+            "api.example.test; use https://"
+        ]
+    else:
+        assert messages == []
+    assert all(TOKEN not in m for m in messages)
