@@ -27,6 +27,7 @@ import random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from http import HTTPStatus
 from typing import Any, Literal, Protocol
 
 from bulkpush._concurrency import AdaptiveLimit
@@ -137,15 +138,49 @@ _STATUS_ERRORS: dict[int, type[APIError]] = {
 }
 
 
-def error_titles(body: Any) -> tuple[list[dict[str, Any]], str]:
-    """The API's error objects and their titles joined, from a JSON:API or ``message`` body."""
+# Reason phrases that differ from ``http.HTTPStatus`` (renamed by RFC 9110).
+_PHRASES: dict[int, tuple[str, ...]] = {
+    413: ("payload too large", "content too large", "request entity too large"),
+    422: ("unprocessable entity", "unprocessable content"),
+}
+
+
+_STATUS_PHRASES = {s.value: s.phrase.lower() for s in HTTPStatus}
+
+
+def _repeats_status(title: str, status: int | None) -> bool:
+    if status is None:
+        return False
+    phrases = {*_PHRASES.get(status, ()), _STATUS_PHRASES.get(status, "")}
+    return title.strip().lower() in phrases
+
+
+def _error_text(obj: dict[str, Any], status: int | None) -> str:
+    title = str(obj.get("title") or "").strip()
+    detail = str(obj.get("detail") or obj.get("message") or "").strip()
+    if status is None:
+        try:
+            status = int(obj.get("status") or "")
+        except (TypeError, ValueError):
+            status = None
+    if title and detail and title != detail:
+        return detail if _repeats_status(title, status) else f"{title}: {detail}"
+    return title or detail
+
+
+def error_titles(body: Any, *, status: int | None = None) -> tuple[list[dict[str, Any]], str]:
+    """The API's error objects and what they say, joined, from a JSON:API or ``message`` body.
+
+    Each JSON:API error reads ``title: detail``, or the ``detail`` alone when
+    the title only repeats the reason phrase of ``status`` (or of the
+    object's own ``status``): ``Conflict`` + ``a stream named 'x' already
+    exists`` reads ``a stream named 'x' already exists``.
+    """
     if isinstance(body, dict):
         errors = body.get("errors")
         if isinstance(errors, list):
             objs = [e for e in errors if isinstance(e, dict)]
-            titles = [
-                str(e.get("title") or e.get("detail") or e.get("message") or "") for e in objs
-            ]
+            titles = [_error_text(e, status) for e in objs]
             return objs, "; ".join(t for t in titles if t)[:500]
         message = body.get("message")
         if isinstance(message, str):
@@ -160,7 +195,7 @@ def error_for_status(resp: Response, cls: type[APIError] | None = None) -> APIEr
     reading, e.g. the Stream API's 403 on upload is :class:`StreamDisabled`).
     """
     body = resp.json()
-    errors, titles = error_titles(body)
+    errors, titles = error_titles(body, status=resp.status)
     if cls is None:
         cls = ServerError if resp.status >= 500 else _STATUS_ERRORS.get(resp.status, APIError)
     what = f"{resp.method} {path_of(resp.url)}".strip()

@@ -31,10 +31,16 @@ from yarl import URL
 from bulkpush import RetryPolicy
 from bulkpush._http import HttpTransport, Request, Secret, TransportOptions, env_proxy, translate
 from bulkpush._retry import Executor
+from bulkpush.client import StreamClient
+from bulkpush.emulator import Emulator
 from bulkpush.errors import (
+    APIError,
+    Conflict,
     RequestTimeout,
     ResponseTooLarge,
     RetriesExhausted,
+    RunStopped,
+    StreamDisabled,
     TLSError,
     TransportError,
 )
@@ -197,6 +203,32 @@ def test_an_unresolved_name_says_so() -> None:
         "GET /streams: name not resolved: api.example.invalid (name or service not known)"
     )
     assert err.retriable
+
+
+# --- 4. the API's own words -------------------------------------------------------------
+
+
+async def test_the_apis_detail_reaches_the_message(emulator: Emulator) -> None:
+    emulator.create_stream("main catalog", "chunked")
+    sid = emulator.create_stream("off", "chunked")
+    emulator.set_stream_status(sid, "disabled")
+    async with StreamClient(token="test-token", api_url=emulator.url, retry=FAST) as client:
+        with pytest.raises(Conflict) as conflict:
+            await client.create_stream("main catalog")
+        with pytest.raises(APIError) as invalid:
+            await client.rename_stream(sid, "ab")
+        with pytest.raises(RunStopped) as stopped:
+            await client.push([{"id": "1", "title": "x"}], stream=sid)
+    assert str(conflict.value) == (
+        "POST /streams answered 409: a stream named 'main catalog' already exists"
+    )
+    assert str(invalid.value).endswith(
+        "answered 422: Invalid attribute: name must be from 3 to 255 characters long"
+    )
+    assert isinstance(stopped.value.cause, StreamDisabled)
+    assert str(stopped.value.cause).endswith(
+        "answered 403: the stream is disabled and rejects uploads"
+    )
 
 
 # --- 5. the response size cap -----------------------------------------------------------
