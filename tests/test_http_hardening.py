@@ -23,6 +23,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
+import orjson
 import pytest
 import trustme
 from aiohttp import web
@@ -31,7 +32,7 @@ from yarl import URL
 from bulkpush import RetryPolicy
 from bulkpush._http import HttpTransport, Request, Secret, TransportOptions, env_proxy, translate
 from bulkpush._retry import Executor
-from bulkpush.client import StreamClient
+from bulkpush.client import PushOptions, StreamClient
 from bulkpush.emulator import Emulator
 from bulkpush.errors import (
     APIError,
@@ -44,6 +45,8 @@ from bulkpush.errors import (
     TLSError,
     TransportError,
 )
+from bulkpush.samples import iter_products
+from bulkpush.validation import ValidationOptions
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -85,6 +88,55 @@ def free_port() -> int:
 
 def stream_doc(sid: str, name: str = "main catalog", type: str = "chunked") -> dict[str, Any]:
     return {"id": sid, "type": "stream", "attributes": {"name": name, "type": type}}
+
+
+# --- 1. a 2xx that is not the batch document ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body"),
+    [("text/html", b"<html>Welcome to the captive portal</html>"), (None, b'{"ok": true}')],
+)
+async def test_upload_2xx_without_a_batch_document_is_never_counted_accepted(
+    serve: Callable[..., Awaitable[str]], content_type: str | None, body: bytes
+) -> None:
+    uploads: list[int] = []
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        await request.read()
+        if request.method == "GET" and request.path == "/streams/1":
+            return web.json_response({"data": stream_doc("1")})
+        uploads.append(1)
+        if content_type is None:
+            return web.json_response(orjson.loads(body), status=202)
+        return web.Response(status=202, body=body, content_type=content_type)
+
+    url = await serve(handler)
+    products = list(iter_products(50, seed=1, size="small"))
+    async with StreamClient(token=TOKEN, api_url=url, retry=FAST) as client:
+        with pytest.raises(RunStopped) as info:
+            await client.push(products, stream="1", options=PushOptions(retry=FAST))
+    report = info.value.report
+    assert report.accepted == 0 and report.not_sent == 50
+    assert len(uploads) == 3  # retried as transient, then stopped
+    assert isinstance(info.value.cause, RetriesExhausted)
+    assert (
+        "POST /streams/1/products answered 202 with a body that is not the Stream API's "
+        "batch document" in str(info.value.cause)
+    )
+    assert "batch document" in (report.stopped or "")
+
+
+async def test_the_emulators_upload_answers_still_count_accepted_and_rejected(
+    emulator: Emulator,
+) -> None:
+    sid = emulator.create_stream("real answers", "chunked")
+    products = list(iter_products(40, seed=2, size="small"))
+    products[3] = {"title": "no id"}  # the API rejects it: a 202 with the reason
+    opts = PushOptions(max_products_per_request=20, validation=ValidationOptions(level="light"))
+    async with StreamClient(token="test-token", api_url=emulator.url, retry=FAST) as client:
+        report = await client.push(products, stream=sid, options=opts)
+    assert report.accepted == 39 and report.rejected == 1 and report.not_sent == 0
 
 
 # --- 2. TLS failures are fatal ------------------------------------------------------------
