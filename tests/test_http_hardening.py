@@ -46,6 +46,7 @@ from bulkpush.errors import (
     TransportError,
 )
 from bulkpush.samples import iter_products
+from bulkpush.targets.productsup_stream import StreamManager
 from bulkpush.validation import ValidationOptions
 
 pytestmark = pytest.mark.timeout(60)
@@ -387,3 +388,94 @@ async def test_a_clear_text_token_to_another_host_is_warned_about(
     else:
         assert messages == []
     assert all(TOKEN not in m for m in messages)
+
+
+# --- 7. a create whose answer was lost --------------------------------------------------
+
+
+class FakeStreamsApi:
+    """``/streams`` with a script for the creates: what each POST does before answering.
+
+    ``"drop"`` creates the stream and closes the connection unanswered;
+    ``"drop-hidden"`` does the same, but the list shows it only after the
+    next create; ``"503"`` fails without creating; ``"create"`` answers 201.
+    """
+
+    def __init__(self, script: list[str]) -> None:
+        self.script = script
+        self.streams: list[dict[str, Any]] = []
+        self.hidden: list[dict[str, Any]] = []
+        self.posts = 0
+        self.lists = 0
+
+    def _new(self, name: str, type: str) -> dict[str, Any]:
+        return stream_doc(str(100 + self.posts), name, type)
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        if request.method == "GET":
+            self.lists += 1
+            return web.json_response({"data": self.streams, "links": {}})
+        body = orjson.loads(await request.read())
+        attrs = body["data"]["attributes"]
+        self.posts += 1
+        step = self.script.pop(0)
+        if any(s["attributes"]["name"] == attrs["name"] for s in self.streams + self.hidden):
+            self.streams.extend(self.hidden)
+            self.hidden.clear()
+            return web.json_response(
+                {"errors": [{"status": "409", "title": "Conflict", "detail": "name taken"}]},
+                status=409,
+            )
+        if step == "503":
+            return web.json_response({"errors": [{"title": "down"}]}, status=503)
+        doc = self._new(attrs["name"], attrs["type"])
+        if step.startswith("drop"):
+            (self.hidden if step == "drop-hidden" else self.streams).append(doc)
+            assert request.transport is not None
+            request.transport.close()
+            raise ConnectionResetError
+        self.streams.append(doc)
+        return web.json_response({"data": doc}, status=201)
+
+
+async def create(url: str, name: str = "main catalog") -> Any:
+    async with HttpTransport(url) as t:
+        return await StreamManager(Executor(t, policy=FAST)).create_stream(name)
+
+
+async def test_a_create_whose_answer_was_lost_is_found_not_made_twice(
+    serve: Callable[..., Awaitable[str]],
+) -> None:
+    api = FakeStreamsApi(["drop"])
+    stream = await create(await serve(api.handle))
+    assert (stream.id, stream.name, stream.type) == ("101", "main catalog", "chunked")
+    assert api.posts == 1 and api.lists == 1 and len(api.streams) == 1
+
+
+async def test_a_create_that_failed_with_a_5xx_is_sent_once_more(
+    serve: Callable[..., Awaitable[str]],
+) -> None:
+    api = FakeStreamsApi(["503", "create"])
+    stream = await create(await serve(api.handle))
+    assert stream.id == "102" and api.posts == 2 and api.lists == 1
+    assert len(api.streams) == 1
+
+
+async def test_a_409_after_a_lost_create_returns_the_stream_now_present(
+    serve: Callable[..., Awaitable[str]],
+) -> None:
+    api = FakeStreamsApi(["drop-hidden", "create"])
+    stream = await create(await serve(api.handle))
+    assert stream.id == "101" and api.posts == 2 and api.lists == 2
+
+
+async def test_a_name_taken_before_the_call_is_still_a_conflict(
+    serve: Callable[..., Awaitable[str]],
+) -> None:
+    api = FakeStreamsApi(["create", "create"])
+    url = await serve(api.handle)
+    await create(url)
+    with pytest.raises(Conflict) as info:
+        await create(url)
+    assert str(info.value) == "POST /streams answered 409: name taken"
+    assert api.lists == 0  # a plain 409 is not a lost answer: no lookup
