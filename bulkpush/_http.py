@@ -211,10 +211,18 @@ def _os_reason(err: BaseException | None) -> str:
     return type(err).__name__ if err is not None else "connection failed"
 
 
-def translate(exc: BaseException, *, method: str, url: str, timeout_s: float) -> TransportError:
+def translate(
+    exc: BaseException,
+    *,
+    method: str,
+    url: str,
+    timeout_s: float,
+    connect_timeout_s: float | None = None,
+) -> TransportError:
     """The :mod:`bulkpush.errors` exception for a failed request: what failed, where, why.
 
-    ``timeout_s`` is the request's total timeout, named when it ran out.
+    ``timeout_s`` is the request's total timeout and ``connect_timeout_s``
+    its connect timeout, named when they ran out.
     """
     what = f"{method} {path_of(url)}"
     where = _host_port(url)
@@ -228,7 +236,8 @@ def translate(exc: BaseException, *, method: str, url: str, timeout_s: float) ->
     ):
         return TLSError(f"{what}: TLS handshake with {where} failed: {_ssl_reason(exc)}", **kw)
     if isinstance(exc, aiohttp.ConnectionTimeoutError):
-        return RequestTimeout(f"{what}: connecting to {where} timed out", **kw)
+        after = f" after {connect_timeout_s:g} s" if connect_timeout_s is not None else ""
+        return RequestTimeout(f"{what}: connecting to {where} timed out{after}", **kw)
     if isinstance(exc, TimeoutError):
         return RequestTimeout(
             f"{what}: no answer from {where}: timed out after {timeout_s:g} s", **kw
@@ -385,7 +394,11 @@ class HttpTransport(AsyncResource):
                 )
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise translate(
-                exc, method=method, url=url, timeout_s=timeout_s or self.options.request_timeout_s
+                exc,
+                method=method,
+                url=url,
+                timeout_s=timeout_s or self.options.request_timeout_s,
+                connect_timeout_s=self.options.connect_timeout_s,
             ) from exc
 
     async def _read(self, resp: aiohttp.ClientResponse, method: str, url: str) -> bytes:

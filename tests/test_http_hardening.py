@@ -258,6 +258,20 @@ def test_an_unresolved_name_says_so() -> None:
     assert err.retriable
 
 
+def test_a_connect_timeout_names_the_host_and_the_time() -> None:
+    # A loopback connect never hangs: the connector's error is built here.
+    exc = aiohttp.ConnectionTimeoutError("Connection timeout to host")
+    err = translate(
+        exc,
+        method="GET",
+        url="https://api.example.test/streams",
+        timeout_s=120,
+        connect_timeout_s=15,
+    )
+    assert isinstance(err, RequestTimeout) and err.retriable
+    assert str(err) == "GET /streams: connecting to api.example.test:443 timed out after 15 s"
+
+
 # --- 4. the API's own words -------------------------------------------------------------
 
 
