@@ -1,17 +1,27 @@
 """HTTP: one ``aiohttp`` session per API, auth headers kept secret, errors translated.
 
-:class:`HttpTransport` sends one request and reads the whole answer; it never
-follows redirects (so a token never reaches another host) and turns every
-``aiohttp``/``OSError``/timeout into a :mod:`bulkpush.errors` exception. It
-does not retry: :mod:`bulkpush._retry` does, asking the target what an
-answer means.
+:class:`HttpTransport` sends one request and reads the answer, up to
+``TransportOptions.max_response_bytes``; it never follows redirects (so a
+token never reaches another host) and turns every ``aiohttp``/``OSError``/
+``ssl``/timeout exception into a :mod:`bulkpush.errors` exception whose
+message names the host, the port and the reason. It does not retry:
+:mod:`bulkpush._retry` does, asking the target what an answer means.
+
+Proxies come from ``HTTPS_PROXY``/``HTTP_PROXY``/``NO_PROXY`` (the rules of
+``aiohttp``'s ``trust_env``, read once per API origin); loopback is never
+proxied, and ``~/.netrc`` is never read (the token is the only credential).
 """
 
 from __future__ import annotations
 
+import base64
+import errno
+import ipaddress
 import logging
+import socket
 import ssl
 import time
+import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,7 +32,7 @@ from yarl import URL
 
 from bulkpush._resource import AsyncResource
 from bulkpush._version import __version__
-from bulkpush.errors import RequestTimeout, TransportError
+from bulkpush.errors import RequestTimeout, ResponseTooLarge, TLSError, TransportError
 
 __all__ = ["HttpTransport", "Request", "Response", "Secret", "TransportOptions", "path_of"]
 
@@ -64,13 +74,20 @@ class Secret:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TransportOptions:
-    """Connection settings. ``verify_tls=False`` is loud: it logs a warning."""
+    """Connection settings. ``verify_tls=False`` is loud: it logs a warning.
+
+    ``max_response_bytes`` caps the body read from one answer, counted after
+    decompression (a small gzip answer can inflate to gigabytes): past it the
+    request fails with :class:`~bulkpush.errors.ResponseTooLarge`. The Stream
+    API's answers are a few kilobytes; 8 MiB by default.
+    """
 
     connect_timeout_s: float = 15.0
     request_timeout_s: float = 120.0
     verify_tls: bool = True
     ca_bundle: str | None = None
     integration: str | None = None  # appended to User-Agent, as the Stream API asks
+    max_response_bytes: int = 8 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -92,6 +109,9 @@ class Request:
     def __repr__(self) -> str:
         size = len(self.body) if self.body is not None else 0
         return f"Request({self.method} {path_of(self.path) or self.path}, {size} bytes)"
+
+
+_READ_PIECE = 64 * 1024
 
 
 @dataclass(slots=True)
@@ -124,6 +144,127 @@ def path_of(url: str) -> str:
         return ""
 
 
+def _host_port(url: str) -> str:
+    try:
+        u = URL(url)
+    except (ValueError, TypeError):
+        return "the server"
+    host = u.host or "the server"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{host}:{u.port}" if u.port is not None else host
+
+
+def is_loopback(host: str | None) -> bool:
+    """True for ``localhost``, 127.0.0.0/8 and ``::1``: traffic that never leaves the machine."""
+    if not host:
+        return False
+    if host.lower().rstrip(".") == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def env_proxy(url: URL) -> tuple[URL | None, dict[str, str]]:
+    """The proxy the environment names for ``url`` and its ``Proxy-Authorization`` header.
+
+    ``HTTPS_PROXY``/``HTTP_PROXY`` (lower case wins, as in ``urllib``) by the
+    URL's scheme, unless ``NO_PROXY`` matches the host: the rules ``aiohttp``
+    applies with ``trust_env=True``. A loopback host is never proxied.
+    """
+    if is_loopback(url.host) or (url.host and urllib.request.proxy_bypass(url.host)):
+        return None, {}
+    found = urllib.request.getproxies().get(url.scheme)
+    if not found:
+        return None, {}
+    proxy = URL(found)
+    headers: dict[str, str] = {}
+    if proxy.user is not None:
+        creds = f"{proxy.user}:{proxy.password or ''}".encode()
+        headers["Proxy-Authorization"] = "Basic " + base64.b64encode(creds).decode("ascii")
+        proxy = proxy.with_user(None)
+    return proxy, headers
+
+
+def _ssl_reason(exc: BaseException) -> str:
+    err = getattr(exc, "os_error", None) or getattr(exc, "certificate_error", None) or exc
+    if isinstance(err, ssl.SSLCertVerificationError):
+        return f"certificate verify failed: {err.verify_message}"
+    if isinstance(err, ssl.SSLError):
+        reason = (err.reason or "").replace("_", " ").lower() or str(err)
+        if err.reason in ("WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "HTTP_REQUEST"):
+            reason += " (the server does not speak TLS on that port: is it plain http://?)"
+        return reason
+    return str(err) or type(err).__name__
+
+
+def _os_reason(err: BaseException | None) -> str:
+    code = getattr(err, "errno", None)
+    if isinstance(err, ConnectionRefusedError) or code == errno.ECONNREFUSED:
+        return "connection refused"
+    if isinstance(err, ConnectionResetError) or code == errno.ECONNRESET:
+        return "connection reset"
+    if isinstance(err, OSError) and err.strerror:
+        return err.strerror.lower() if err.strerror[:1].isupper() else err.strerror
+    return type(err).__name__ if err is not None else "connection failed"
+
+
+def translate(
+    exc: BaseException,
+    *,
+    method: str,
+    url: str,
+    timeout_s: float,
+    connect_timeout_s: float | None = None,
+) -> TransportError:
+    """The :mod:`bulkpush.errors` exception for a failed request: what failed, where, why.
+
+    ``timeout_s`` is the request's total timeout and ``connect_timeout_s``
+    its connect timeout, named when they ran out.
+    """
+    what = f"{method} {path_of(url)}"
+    where = _host_port(url)
+    host = getattr(exc, "host", None)
+    if isinstance(host, str) and host:
+        port = getattr(exc, "port", None)
+        where = f"{host}:{port}" if port is not None else host
+    kw: dict[str, str] = {"method": method, "url": url}
+    if isinstance(exc, aiohttp.ClientSSLError | ssl.SSLError) or isinstance(
+        getattr(exc, "os_error", None), ssl.SSLError
+    ):
+        return TLSError(f"{what}: TLS handshake with {where} failed: {_ssl_reason(exc)}", **kw)
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        after = f" after {connect_timeout_s:g} s" if connect_timeout_s is not None else ""
+        return RequestTimeout(f"{what}: connecting to {where} timed out{after}", **kw)
+    if isinstance(exc, TimeoutError):
+        return RequestTimeout(
+            f"{what}: no answer from {where}: timed out after {timeout_s:g} s", **kw
+        )
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        os_error = exc.os_error
+        if isinstance(os_error, socket.gaierror):
+            reason = (os_error.strerror or "unknown name").lower()
+            return TransportError(f"{what}: name not resolved: {exc.host} ({reason})", **kw)
+        if isinstance(os_error, ConnectionRefusedError):
+            return TransportError(f"{what}: connection refused by {where}", **kw)
+        return TransportError(f"{what}: cannot connect to {where}: {_os_reason(os_error)}", **kw)
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return TransportError(f"{what}: connection closed by {where} before it answered", **kw)
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return TransportError(f"{what}: the answer from {where} was cut off or malformed", **kw)
+    if isinstance(exc, aiohttp.ClientOSError | OSError):
+        err: BaseException = exc
+        if isinstance(exc, aiohttp.ClientOSError) and isinstance(exc.__cause__, OSError):
+            err = exc.__cause__
+        reason = _os_reason(err)
+        if reason == "connection reset":
+            return TransportError(f"{what}: connection reset by {where}", **kw)
+        return TransportError(f"{what}: {reason} ({where})", **kw)
+    return TransportError(f"{what}: {type(exc).__name__} talking to {where}", **kw)
+
+
 class HttpTransport(AsyncResource):
     """One ``aiohttp`` session to one API, with auth and error translation.
 
@@ -148,6 +289,14 @@ class HttpTransport(AsyncResource):
             ua += f" ({self.options.integration})"
         self.user_agent = ua
         self.requests = 0
+        self._proxies: dict[str, tuple[URL | None, dict[str, str]]] = {}
+        base = URL(self.base_url)
+        if base.scheme == "http" and self._auth and not is_loopback(base.host):
+            log.warning(
+                "%s is plain http: the token goes in clear text to %s; use https://",
+                self.base_url,
+                base.host,
+            )
 
     def __repr__(self) -> str:
         state = "open" if self._session and not self._session.closed else "closed"
@@ -199,8 +348,11 @@ class HttpTransport(AsyncResource):
     ) -> Response:
         """Send one request and read the whole answer. No retries here.
 
-        Raises :class:`TransportError` (or :class:`RequestTimeout`) when no
-        answer came; any HTTP status, error or not, is returned.
+        Raises :class:`TransportError` when no answer came (its message names
+        the host, the port and the reason): :class:`RequestTimeout` when the
+        time ran out, :class:`TLSError` when the TLS handshake failed, and
+        :class:`ResponseTooLarge` past ``max_response_bytes``; any HTTP
+        status, error or not, is returned.
         """
         session = self._open()
         url = path if path.startswith(("http://", "https://")) else self.base_url + path
@@ -214,6 +366,11 @@ class HttpTransport(AsyncResource):
         extra: dict[str, Any] = {}
         if timeout_s:
             extra["timeout"] = aiohttp.ClientTimeout(total=timeout_s)
+        proxy, proxy_headers = self._proxy_for(url)
+        if proxy is not None:
+            extra["proxy"] = proxy
+            if proxy_headers:
+                extra["proxy_headers"] = proxy_headers
         self.requests += 1
         started = time.monotonic()
         try:
@@ -226,7 +383,7 @@ class HttpTransport(AsyncResource):
                 allow_redirects=False,
                 **extra,
             ) as resp:
-                content = await resp.read()
+                content = await self._read(resp, method, url)
                 return Response(
                     status=resp.status,
                     headers=resp.headers,
@@ -235,20 +392,42 @@ class HttpTransport(AsyncResource):
                     url=str(resp.url),
                     elapsed_s=time.monotonic() - started,
                 )
-        except TimeoutError as exc:
-            raise RequestTimeout(
-                f"{method} {path_of(url)}: no answer within the timeout", method=method, url=url
-            ) from exc
-        except aiohttp.ClientError as exc:
-            raise TransportError(
-                f"{method} {path_of(url)}: {type(exc).__name__}", method=method, url=url
-            ) from exc
-        except OSError as exc:
-            raise TransportError(
-                f"{method} {path_of(url)}: {exc.strerror or type(exc).__name__}",
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            raise translate(
+                exc,
                 method=method,
                 url=url,
+                timeout_s=timeout_s or self.options.request_timeout_s,
+                connect_timeout_s=self.options.connect_timeout_s,
             ) from exc
+
+    async def _read(self, resp: aiohttp.ClientResponse, method: str, url: str) -> bytes:
+        # Read in pieces and stop past the cap: ``resp.read()`` would hold
+        # whatever a decompressed answer inflates to.
+        limit = self.options.max_response_bytes
+        pieces: list[bytes] = []
+        size = 0
+        while piece := await resp.content.read(_READ_PIECE):
+            size += len(piece)
+            if size > limit:
+                resp.close()
+                raise ResponseTooLarge(
+                    f"{method} {path_of(url)}: the answer from {_host_port(url)} is over "
+                    f"{limit:,} bytes (TransportOptions.max_response_bytes); not read further",
+                    method=method,
+                    url=url,
+                    limit=limit,
+                )
+            pieces.append(piece)
+        return b"".join(pieces)
+
+    def _proxy_for(self, url: str) -> tuple[URL | None, dict[str, str]]:
+        u = URL(url)
+        key = f"{u.scheme}://{u.host}:{u.port}"
+        found = self._proxies.get(key)
+        if found is None:
+            found = self._proxies[key] = env_proxy(u)
+        return found
 
     async def send(self, req: Request) -> Response:
         """:meth:`request` for a :class:`Request`."""

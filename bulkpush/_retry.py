@@ -9,17 +9,25 @@ own deadline), :class:`Split` (the payload is too large: the caller halves
 it) or :class:`Fatal` (stop). :class:`Executor` owns the loop: concurrency
 slot, then rate slot, send, read the ``ratelimit-*`` headers, ask the
 classifier, wait, resend. A request that got no answer at all (reset,
-timeout) is ``transient``; a non-idempotent request is then not resent.
+timeout) is ``transient``; a non-idempotent request is then not resent, nor
+is any request whose :class:`~bulkpush.errors.TransportError` is not
+``retriable`` (a failed TLS handshake, an answer over the size cap).
+
+A request's first transient failure logs one warning on the
+``bulkpush.retry`` logger (what failed, where, and that it is retried);
+the later attempts are silent until the request succeeds or gives up.
 """
 
 from __future__ import annotations
 
 import asyncio
 import email.utils
+import logging
 import random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from http import HTTPStatus
 from typing import Any, Literal, Protocol
 
 from bulkpush._concurrency import AdaptiveLimit
@@ -57,6 +65,8 @@ __all__ = [
     "error_titles",
     "rate_limit_wait",
 ]
+
+log = logging.getLogger("bulkpush.retry")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -129,15 +139,49 @@ _STATUS_ERRORS: dict[int, type[APIError]] = {
 }
 
 
-def error_titles(body: Any) -> tuple[list[dict[str, Any]], str]:
-    """The API's error objects and their titles joined, from a JSON:API or ``message`` body."""
+# Reason phrases that differ from ``http.HTTPStatus`` (renamed by RFC 9110).
+_PHRASES: dict[int, tuple[str, ...]] = {
+    413: ("payload too large", "content too large", "request entity too large"),
+    422: ("unprocessable entity", "unprocessable content"),
+}
+
+
+_STATUS_PHRASES = {s.value: s.phrase.lower() for s in HTTPStatus}
+
+
+def _repeats_status(title: str, status: int | None) -> bool:
+    if status is None:
+        return False
+    phrases = {*_PHRASES.get(status, ()), _STATUS_PHRASES.get(status, "")}
+    return title.strip().lower() in phrases
+
+
+def _error_text(obj: dict[str, Any], status: int | None) -> str:
+    title = str(obj.get("title") or "").strip()
+    detail = str(obj.get("detail") or obj.get("message") or "").strip()
+    if status is None:
+        try:
+            status = int(obj.get("status") or "")
+        except (TypeError, ValueError):
+            status = None
+    if title and detail and title != detail:
+        return detail if _repeats_status(title, status) else f"{title}: {detail}"
+    return title or detail
+
+
+def error_titles(body: Any, *, status: int | None = None) -> tuple[list[dict[str, Any]], str]:
+    """The API's error objects and what they say, joined, from a JSON:API or ``message`` body.
+
+    Each JSON:API error reads ``title: detail``, or the ``detail`` alone when
+    the title only repeats the reason phrase of ``status`` (or of the
+    object's own ``status``): ``Conflict`` + ``a stream named 'x' already
+    exists`` reads ``a stream named 'x' already exists``.
+    """
     if isinstance(body, dict):
         errors = body.get("errors")
         if isinstance(errors, list):
             objs = [e for e in errors if isinstance(e, dict)]
-            titles = [
-                str(e.get("title") or e.get("detail") or e.get("message") or "") for e in objs
-            ]
+            titles = [_error_text(e, status) for e in objs]
             return objs, "; ".join(t for t in titles if t)[:500]
         message = body.get("message")
         if isinstance(message, str):
@@ -152,7 +196,7 @@ def error_for_status(resp: Response, cls: type[APIError] | None = None) -> APIEr
     reading, e.g. the Stream API's 403 on upload is :class:`StreamDisabled`).
     """
     body = resp.json()
-    errors, titles = error_titles(body)
+    errors, titles = error_titles(body, status=resp.status)
     if cls is None:
         cls = ServerError if resp.status >= 500 else _STATUS_ERRORS.get(resp.status, APIError)
     what = f"{resp.method} {path_of(resp.url)}".strip()
@@ -354,7 +398,7 @@ class Executor:
                 resp = await self.transport.send(request)
             except TransportError as exc:
                 backpressure = True
-                if not request.idempotent:
+                if not (request.idempotent and exc.retriable):
                     raise
                 failures += 1
                 last = exc
@@ -425,6 +469,8 @@ class Executor:
                     last=last,
                     attempts=count.attempts,
                 ) from last
+            if failures == 1:
+                log.warning("%s; retrying (attempt %d of %d)", last, failures, policy.max_attempts)
             await asyncio.sleep(
                 backoff_delay(failures, base=policy.backoff_base_s, cap=policy.backoff_max_s)
             )

@@ -10,8 +10,10 @@ Hierarchy::
     ├── ConfigError              bad options or arguments (CLI exit code 2)
     │   └── CatalogTooSmall      a referenced stream's whole catalog is under its request minimum
     ├── SourceError              a catalog cannot be read at all (exit code 2)
-    ├── TransportError           the network failed (retriable)
-    │   └── RequestTimeout       no answer within the request timeout (retriable)
+    ├── TransportError           the network failed (retriable unless said otherwise)
+    │   ├── RequestTimeout       no answer within the request timeout (retriable)
+    │   ├── TLSError             the TLS handshake failed: bad certificate, not TLS (fatal)
+    │   └── ResponseTooLarge     an answer larger than ``max_response_bytes`` (fatal)
     ├── APIError                 the API answered with an error status
     │   ├── AuthError            401: the token was refused (fail fast)
     │   ├── StreamDisabled       403 on upload: the stream rejects uploads
@@ -53,12 +55,14 @@ __all__ = [
     "QuotaExhausted",
     "RateLimited",
     "RequestTimeout",
+    "ResponseTooLarge",
     "RetriesExhausted",
     "RunStopped",
     "ServerError",
     "SourceError",
     "StreamDisabled",
     "StreamLocked",
+    "TLSError",
     "TransportError",
 ]
 
@@ -102,7 +106,13 @@ class SourceError(BulkpushError):
 
 
 class TransportError(BulkpushError):
-    """Raised when the network failed: connection refused or reset, DNS, TLS."""
+    """Raised when the network failed: connection refused or reset, DNS, TLS.
+
+    The message names the request, the host and port, and the reason (``POST
+    /streams/1/products: connection refused by 127.0.0.1:9``). ``retriable``
+    is False for the subclasses sending again cannot fix (:class:`TLSError`,
+    :class:`ResponseTooLarge`).
+    """
 
     retriable = True
 
@@ -114,6 +124,30 @@ class TransportError(BulkpushError):
 
 class RequestTimeout(TransportError):
     """Raised when a request got no complete answer within its timeout."""
+
+
+class TLSError(TransportError):
+    """Raised when the TLS handshake failed; sending again cannot help.
+
+    A certificate that does not verify, or a server that does not speak TLS
+    on that port (an ``https://`` URL on a plain-http port).
+    """
+
+    retriable = False
+
+
+class ResponseTooLarge(TransportError):
+    """Raised when an answer's body is larger than the transport reads.
+
+    The body is counted after decompression; ``limit`` is
+    ``TransportOptions.max_response_bytes``.
+    """
+
+    retriable = False
+
+    def __init__(self, message: str, *, method: str = "", url: str = "", limit: int) -> None:
+        super().__init__(message, method=method, url=url)
+        self.limit = limit
 
 
 class APIError(BulkpushError):

@@ -15,7 +15,15 @@ import orjson
 from bulkpush._http import Request, Response
 from bulkpush._quota import DEFAULT_SAFETY, Pacer
 from bulkpush._retry import Executor, Retry, Verdict, classify_status, error_for_status
-from bulkpush.errors import ConfigError, NotFound, StreamLocked
+from bulkpush.errors import (
+    APIError,
+    BulkpushError,
+    ConfigError,
+    Conflict,
+    NotFound,
+    StreamLocked,
+    TransportError,
+)
 from bulkpush.limits import STREAM_API
 from bulkpush.targets.productsup_stream._wire import (
     JSONAPI,
@@ -122,20 +130,53 @@ class StreamManager:
         return [s async for s in self.iter_streams()]
 
     async def create_stream(self, name: str, type: StreamType = "chunked") -> Stream:
+        """Create a stream; safe to call when an answer gets lost.
+
+        ``POST /streams`` is not idempotent, so it is never blindly resent:
+        after a lost answer (a network error, a timeout) or a 5xx the create
+        may have happened, so the name is looked up first and a stream with
+        that name and type is returned; else the create is sent once more. A
+        409 on that second create, with the name now present, returns that
+        stream too. Raises :class:`~bulkpush.errors.Conflict` when the name is
+        taken (by a stream of another type, or before this call).
+        """
         low, high = STREAM_API.stream_name_min_chars, STREAM_API.stream_name_max_chars
         if not low <= len(name) <= high:
             raise ConfigError(f"a stream name has {low} to {high} characters, got {len(name)}")
         doc = {"data": {"type": "stream", "attributes": {"name": name, "type": type}}}
-        # Not idempotent: a create whose answer was lost may have happened.
+        body = orjson.dumps(doc)
+        try:
+            return await self._create(body)
+        except BulkpushError as exc:
+            if not _maybe_done(exc):
+                raise
+            found = await self._find(name, type)
+            if found is not None:
+                return found
+        try:
+            return await self._create(body)
+        except Conflict:
+            found = await self._find(name, type)
+            if found is not None:
+                return found
+            raise
+
+    async def _create(self, body: bytes) -> Stream:
         resp = await self._call(
             "POST",
             "/streams",
             "create",
-            body=orjson.dumps(doc),
+            body=body,
             headers={"Content-Type": JSONAPI},
             idempotent=False,
         )
         return Stream.from_jsonapi(_data(resp))
+
+    async def _find(self, name: str, type: StreamType) -> Stream | None:
+        async for stream in self.iter_streams():
+            if stream.name == name and stream.type == type:
+                return stream
+        return None
 
     async def rename_stream(self, stream_id: str, name: str) -> Stream:
         doc = {"data": {"id": str(stream_id), "type": "stream", "attributes": {"name": name}}}
@@ -208,6 +249,13 @@ class StreamManager:
             "GET", batch_path(stream_id, batch_id), "batches", rate=STREAM_API.batches_rate_per_s
         )
         return Batch.from_jsonapi(resp.json())
+
+
+def _maybe_done(exc: BulkpushError) -> bool:
+    # No answer, or a 5xx/408: the server may have acted on the request.
+    if isinstance(exc, TransportError):
+        return exc.retriable
+    return isinstance(exc, APIError) and (exc.status >= 500 or exc.status == 408)
 
 
 def _data(resp: Response) -> dict[str, Any]:

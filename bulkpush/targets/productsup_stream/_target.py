@@ -5,6 +5,9 @@ Productsup Stream API reference, "Uploading Data" and "Rate limiting":
 ======  =====================================================================
 200/201 accepted
 202     partial: products named in ``stages.upload.errors`` are rejected
+2xx     whose body is not a batch document (``{"data": {...}}``): an anomaly
+        (a proxy's page, a truncated answer), retried as transient, never
+        counted as accepted
 422     the whole request refused: its products are rejected with the reason
 429     wait for ``ratelimit-reset`` / ``Retry-After`` (the pacer pauses), retry
 423     stream locked: slow backoff until ``RetryPolicy.lock_deadline_s``
@@ -34,6 +37,7 @@ from bulkpush._retry import (
 from bulkpush._target import Plan
 from bulkpush.compression import CompressionOptions
 from bulkpush.errors import (
+    APIError,
     CatalogTooSmall,
     ConfigError,
     PayloadTooLarge,
@@ -45,6 +49,7 @@ from bulkpush.targets.productsup_stream._manage import StreamManager
 from bulkpush.targets.productsup_stream._wire import (
     JSONAPI,
     StreamType,
+    is_batch_document,
     products_path,
     upload_errors,
 )
@@ -165,6 +170,20 @@ class StreamTarget:
         status = resp.status
         if status in (200, 201, 202, 422):
             body = resp.json()
+            if status != 422 and not is_batch_document(body):
+                # Nothing says which products the API took: counting them
+                # accepted could lose them all.
+                return Retry(
+                    "transient",
+                    APIError(
+                        f"POST {self.path} answered {status} with a body that is not the "
+                        f"Stream API's batch document ({_describe(resp)})",
+                        status=status,
+                        method=resp.method or "POST",
+                        url=resp.url or self.path,
+                        body=body,
+                    ),
+                )
             errors, count, batch_id = upload_errors(body)
             if status != 422:
                 return Delivered(status, errors, rejected=count, batch_id=batch_id)
@@ -185,3 +204,12 @@ class StreamTarget:
         if status == 403:
             return Fatal(error_for_status(resp, StreamDisabled))
         return classify_status(resp, ok=())
+
+
+def _describe(resp: Response) -> str:
+    kind = resp.headers.get("Content-Type", "no Content-Type").split(";")[0].strip()
+    if not resp.body:
+        return f"{kind}, empty"
+    if resp.json() is None:
+        return f"{kind}, {len(resp.body):,} bytes, not JSON"
+    return f"{kind}, JSON without a data object"

@@ -22,6 +22,7 @@ __all__ = [
     "Stream",
     "StreamType",
     "batch_path",
+    "is_batch_document",
     "product_path",
     "products_path",
     "stream_path",
@@ -113,6 +114,11 @@ class DeleteResult:
     requested: int
     status: int
     requests: int = 1
+
+
+def is_batch_document(body: Any) -> bool:
+    """True when an upload's answer is the documented ``{"data": {...}}`` batch document."""
+    return isinstance(body, dict) and isinstance(body.get("data"), dict)
 
 
 def upload_errors(body: Any) -> tuple[tuple[ItemError, ...], int | None, str | None]:
