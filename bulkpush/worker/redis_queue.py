@@ -22,6 +22,7 @@ is one ``HSET``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from typing import Any
 
@@ -175,6 +176,13 @@ class RedisQueue:
 
     @staticmethod
     def _part(h: dict[str, str]) -> Part:
+        try:
+            return RedisQueue._parse_part(h)
+        except (KeyError, ValueError, TypeError) as exc:
+            raise QueueError(f"malformed part: {type(exc).__name__}: {exc}") from exc
+
+    @staticmethod
+    def _parse_part(h: dict[str, str]) -> Part:
         data = orjson.loads(h["base"])
         data.update(
             status=h.get("status", "queued"),
@@ -247,8 +255,18 @@ class RedisQueue:
                     await self._r.xack(self.stream, GROUP, entry_id)
                     continue
                 h = await self._r.hgetall(part_key)
-                spec = JobSpec.from_json(orjson.loads(await self._r.hget(job_key, "spec")))
-                return Lease(self._part(h), spec, worker, entry_id)
+                try:
+                    spec = JobSpec.from_stored(await self._r.hget(job_key, "spec") or "")
+                    part = self._part(h)
+                except QueueError as exc:
+                    # A job this version cannot read fails alone, with the reason.
+                    reason = str(exc)
+                    await self._op(
+                        keys=[job_key, part_key, self.stream],
+                        args=["fail", worker, GROUP, entry_id, reason, "", f"part {idx}: {reason}"],
+                    )
+                    continue
+                return Lease(part, spec, worker, entry_id)
         except self._errors as exc:
             raise self._fail(exc) from exc
         return None
@@ -330,12 +348,18 @@ class RedisQueue:
                 rows = await pipe.execute()
         except self._errors as exc:
             raise self._fail(exc) from exc
-        parts = [self._part(r) for r in rows if r]
+        parts = []
+        for row in rows:
+            with contextlib.suppress(QueueError):
+                parts.append(self._part(row))
+        spec, unreadable = JobSpec.for_view(h.get("spec", ""))
         error = h.get("error") or None
+        if error is None and unreadable is not None:
+            error = f"job spec: {unreadable}"
         return JobView(
             id=job_id,
-            spec=JobSpec.from_json(orjson.loads(h["spec"])),
-            status=job_status(h.get("cancelled") == "1", error, parts),
+            spec=spec,
+            status=job_status(h.get("cancelled") == "1", h.get("error") or None, parts),
             created=float(h["created"]),
             parts=tuple(parts),
             error=error,
