@@ -36,6 +36,8 @@ def redact_url(url: str) -> str:
             query = urlencode(
                 [(k, "***" if k.lower() in _SECRET_KEYS else v) for k, v in pairs], safe="*"
             )
+    if (netloc, query) == (parts.netloc, parts.query):
+        return url  # as given: urlunsplit would respell sqlite:////abs as sqlite://abs
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 

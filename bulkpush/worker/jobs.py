@@ -31,6 +31,7 @@ from bulkpush.report import merge_reports
 from bulkpush.sources import split_ranges
 from bulkpush.targets import KINDS, target_kind
 from bulkpush.validation import ValidationOptions
+from bulkpush.worker._urls import redact_url
 
 __all__ = [
     "DEFAULT_TARGET_KIND",
@@ -426,6 +427,8 @@ class JobView:
         reports = [p.report for p in self.parts if p.report]
         merged = merge_reports(reports)
         merged["stream"] = merged.get("stream") or self.spec.target.stream
+        if merged.get("target"):
+            merged["target"] = redact_url(str(merged["target"]))
         merged["rejects_file"] = self.spec.options.rejects
         merged["parts"] = len(self.parts)
         return merged
@@ -452,7 +455,7 @@ class JobView:
             "target": {
                 "kind": self.spec.target.kind,
                 "stream": self.spec.target.stream,
-                "api_url": self.spec.target.api_url,
+                "api_url": redact_url(self.spec.target.api_url),
                 "token_env": self.spec.target.token_env,
             },
             "progress": self.progress(),

@@ -31,6 +31,7 @@ import orjson
 from bulkpush._quota import Pacer, Quota
 from bulkpush.errors import QueueError
 from bulkpush.worker._queue_types import DEFAULT_LEASE_TTL, Lease, LeaseState
+from bulkpush.worker._urls import redact_urls
 from bulkpush.worker.jobs import (
     JobSpec,
     JobView,
@@ -160,7 +161,8 @@ class RedisQueue:
         return f"{self.prefix}part:{job_id}:{idx}"
 
     def _fail(self, exc: BaseException) -> QueueError:
-        return QueueError(f"the Redis queue failed: {type(exc).__name__}: {exc}", retriable=True)
+        text = redact_urls(f"{type(exc).__name__}: {exc}")
+        return QueueError(f"the Redis queue failed: {text}", retriable=True)
 
     async def _ensure_group(self) -> None:
         if self._group_ready:

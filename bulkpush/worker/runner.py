@@ -225,7 +225,8 @@ class Worker:
         await self._retry(lambda: self.queue.release(lease))
 
     def _committed(self, lease: Lease) -> Report:
-        return Report(stream=lease.spec.target.stream, target=lease.spec.target.api_url)
+        target = lease.spec.target
+        return Report(stream=target.stream, target=redact_url(target.api_url))
 
     async def _push(self, lease: Lease) -> str:
         part, spec = lease.part, lease.spec

@@ -36,12 +36,13 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 class RestartableRedis:
     """A redis-server with an append-only file that a test may shut down and start again."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, *extra: str) -> None:
         exe = shutil.which("redis-server") or "/usr/bin/redis-server"
         if not Path(exe).exists():
             pytest.skip("redis-server is not installed (scripts/test installs it)")
         self.exe = exe
         self.workdir = workdir
+        self.extra = extra
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -56,6 +57,7 @@ class RestartableRedis:
             "--appendonly", "yes",
             "--appendfsync", "always",
             "--dir", str(self.workdir),
+            *self.extra,
         ]  # fmt: skip
 
     def _up(self) -> bool:
