@@ -290,6 +290,7 @@ class Part:
     restarts from its beginning. ``offset``/``line`` are the checkpoint:
     every record before ``offset`` is accounted in ``report`` (the committed
     report); a resumed part reads from ``offset``, whose line is ``line``.
+    ``waiting_since``/``waiting_attempts``: see :meth:`JobQueue.defer`.
     """
 
     job_id: str
@@ -305,6 +306,10 @@ class Part:
     attempts: int = 0
     worker: str | None = None
     error: str | None = None
+    # Since when (Unix time) the part has waited for a worker that has its
+    # job's token, and its ``attempts`` then: a real attempt since resets it.
+    waiting_since: float | None = None
+    waiting_attempts: int = 0
 
     @property
     def ranged(self) -> bool:
@@ -313,6 +318,12 @@ class Part:
     @property
     def key(self) -> str:
         return f"{self.job_id}/{self.index}"
+
+    def token_wait(self, now: float) -> float:
+        """Seconds the part has been given back by workers without its token, none taking it."""
+        if self.waiting_since is None or self.waiting_attempts != self.attempts - 1:
+            return 0.0  # never deferred, or a worker ran it since (a leased part counts one)
+        return max(0.0, now - self.waiting_since)
 
     def progress(self) -> float:
         """Share of the part done, 0..1 (by bytes for ranges)."""

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Collection
 from typing import Any
 
 import orjson
@@ -46,6 +47,8 @@ from bulkpush.worker.limiter import RedisSlots, SharedPacer
 __all__ = ["RedisQueue"]
 
 GROUP = "workers"
+# Entries of skipped jobs one lease() call puts back before it gives up.
+_MAX_REQUEUED = 8
 
 # KEYS: job, part. ARGV: worker, entry. Returns 1 when the part is now the caller's.
 _TAKE = """
@@ -99,6 +102,19 @@ elseif op == 'release' then
   else
     redis.call('HSET', part, 'status', 'cancelled', 'worker', '')
   end
+elseif op == 'defer' then
+  redis.call('XACK', stream, group, entry)
+  if state == 'ok' then
+    local attempts = redis.call('HINCRBY', part, 'attempts', -1)
+    if not redis.call('HGET', part, 'waiting_since')
+        or redis.call('HGET', part, 'waiting_attempts') ~= tostring(attempts) then
+      redis.call('HSET', part, 'waiting_since', ARGV[5], 'waiting_attempts', attempts)
+    end
+    local new = redis.call('XADD', stream, '*', 'job', ARGV[6], 'idx', ARGV[7])
+    redis.call('HSET', part, 'status', 'queued', 'worker', '', 'entry', new)
+  else
+    redis.call('HSET', part, 'status', 'cancelled', 'worker', '')
+  end
 elseif op == 'fail' then
   redis.call('HSET', part, 'status', 'failed', 'error', ARGV[5])
   if ARGV[6] ~= '' then redis.call('HSET', part, 'report', ARGV[6]) end
@@ -107,6 +123,17 @@ elseif op == 'fail' then
   redis.call('XACK', stream, group, entry)
 end
 return state
+"""
+
+# KEYS: part, stream. ARGV: group, entry, job id, part index. An entry of a job
+# the caller skips goes to the end of the stream, for another worker.
+_REQUEUE = """
+redis.call('XACK', KEYS[2], ARGV[1], ARGV[2])
+if redis.call('HGET', KEYS[1], 'entry') == ARGV[2] then
+  local new = redis.call('XADD', KEYS[2], '*', 'job', ARGV[3], 'idx', ARGV[4])
+  redis.call('HSET', KEYS[1], 'entry', new)
+end
+return 1
 """
 
 # KEYS: job, then its parts. ARGV: now. Returns 0 when the job does not exist.
@@ -147,6 +174,7 @@ class RedisQueue:
         self._take = self._r.register_script(_TAKE)
         self._op = self._r.register_script(_OP)
         self._cancel = self._r.register_script(_CANCEL)
+        self._requeue = self._r.register_script(_REQUEUE)
         self._group_ready = False
         self._pacers: dict[tuple[str, float], Pacer] = {}
         self._errors = (redis.RedisError, OSError)
@@ -194,6 +222,8 @@ class RedisQueue:
             line=int(h.get("line", data.get("line", 1))),
             report=orjson.loads(h["report"]) if h.get("report") else None,
             error=h.get("error") or None,
+            waiting_since=float(h["waiting_since"]) if h.get("waiting_since") else None,
+            waiting_attempts=int(h.get("waiting_attempts", 0)),
         )
         return Part.from_json(data)
 
@@ -233,8 +263,9 @@ class RedisQueue:
             raise self._fail(exc) from exc
         return job_id
 
-    async def lease(self, worker: str) -> Lease | None:
+    async def lease(self, worker: str, *, skip: Collection[str] = ()) -> Lease | None:
         await self._ensure_group()
+        requeued = 0
         try:
             for _ in range(64):  # skip entries of cancelled/failed/finished jobs
                 entries = await self._reclaim(worker)
@@ -253,6 +284,14 @@ class RedisQueue:
                     continue
                 job_id, idx = fields["job"], int(fields["idx"])
                 job_key, part_key = self._job_key(job_id), self._part_key(job_id, idx)
+                if job_id in skip:
+                    await self._requeue(
+                        keys=[part_key, self.stream], args=[GROUP, entry_id, job_id, idx]
+                    )
+                    requeued += 1
+                    if requeued >= _MAX_REQUEUED:
+                        return None  # only skipped jobs are waiting: do not spin on them
+                    continue
                 if not await self._take(keys=[job_key, part_key], args=[worker, entry_id]):
                     await self._r.xack(self.stream, GROUP, entry_id)
                     continue
@@ -321,6 +360,9 @@ class RedisQueue:
 
     async def release(self, lease: Lease) -> None:
         await self._call(lease, "release", lease.part.job_id, lease.part.index)
+
+    async def defer(self, lease: Lease, *, now: float) -> None:
+        await self._call(lease, "defer", repr(now), lease.part.job_id, lease.part.index)
 
     async def fail(self, lease: Lease, error: str, report: dict[str, Any] | None = None) -> None:
         message = f"part {lease.part.index} ({lease.part.source}): {error}"

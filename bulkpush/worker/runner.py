@@ -47,11 +47,17 @@ from bulkpush.worker.queue import JobQueue, Lease, LeaseState, new_worker_id
 from bulkpush.worker.rejects import merge_rejects, rejects_part_path
 from bulkpush.worker.watermark import Watermark
 
-__all__ = ["Watermark", "Worker", "merge_rejects", "rejects_part_path"]
+__all__ = ["DEFAULT_TOKEN_WAIT_S", "Watermark", "Worker", "merge_rejects", "rejects_part_path"]
 
 log = logging.getLogger("bulkpush.worker")
 T = TypeVar("T")
 
+# How long a part whose token is not set on the workers that take it waits
+# for one that has it before its job fails (``bulkpush worker --token-wait``).
+DEFAULT_TOKEN_WAIT_S = 300.0
+# A worker without a job's token skips that job for this long, doubling.
+_TOKEN_BACKOFF_FIRST_S = 1.0
+_TOKEN_BACKOFF_CAP_S = 30.0
 # Backoff while the queue is out of reach: jittered, doubling up to the cap.
 _RETRY_FIRST_S = 0.1
 _RETRY_CAP_S = 5.0
@@ -106,7 +112,9 @@ class Worker:
     outage), a part's last queue calls are retried for up to ``outage_s``
     seconds, and a part whose push the outage stopped is given back at its
     checkpoint (or, if the queue stays away, left to be reclaimed when its
-    lease runs out).
+    lease runs out). A part whose job's token variable is not set here is
+    left to a worker that has it, and fails once it has waited
+    ``token_wait_s`` seconds without one taking it.
     """
 
     def __init__(
@@ -118,6 +126,7 @@ class Worker:
         metrics: Metrics | None = None,
         environ: dict[str, str] | None = None,
         outage_s: float = STORE_OUTAGE_S,
+        token_wait_s: float = DEFAULT_TOKEN_WAIT_S,
     ) -> None:
         self.queue = queue
         self.id = worker_id or new_worker_id()
@@ -125,6 +134,9 @@ class Worker:
         self.metrics = metrics or Metrics()
         self.environ = environ if environ is not None else dict(os.environ)
         self.outage_s = outage_s
+        self.token_wait_s = token_wait_s
+        # Jobs whose token is not set here: skipped until (monotonic), and the backoff.
+        self._token_backoff: dict[str, tuple[float, float]] = {}
         self._stopping = asyncio.Event()
         self._current: _Run | None = None
 
@@ -156,7 +168,7 @@ class Worker:
         while not self._stopping.is_set():
             try:
                 self.metrics.set_depth(await self.queue.depth())
-                lease = await self.queue.lease(self.id)
+                lease = await self.queue.lease(self.id, skip=self._skipped_jobs())
             except QueueError as exc:
                 if backoff is None:
                     log.warning(
@@ -214,6 +226,45 @@ class Worker:
             delay = _backoff(delay)
             await asyncio.sleep(delay)
 
+    async def _without_token(self, lease: Lease) -> str:
+        """Leave a part whose token is not set here to a worker that has it; fail it after a while.
+
+        The part is deferred (given back, not counted as an attempt) and
+        its job skipped by this worker for a backoff that doubles up to
+        :data:`_TOKEN_BACKOFF_CAP_S`. Once the part has waited ``token_wait_s``
+        without any worker taking it, the job fails with the reason.
+        """
+        part, env = lease.part, lease.spec.target.token_env
+        now = time.time()
+        waited = part.token_wait(now)
+        if waited >= self.token_wait_s:
+            reason = (
+                f"environment variable {env} is not set on the workers that took the job "
+                f"for {waited:.0f} s (--token-wait {self.token_wait_s:g}; last: worker {self.id})"
+            )
+            log.warning("worker %s: part %s failed: %s", self.id, part.key, reason)
+            await self._retry(lambda: self.queue.fail(lease, reason))
+            return "failed"
+        first = part.job_id not in self._token_backoff
+        if first:
+            log.warning(
+                "worker %s: job %s needs $%s, which is not set here: left for a worker that "
+                "has it (it fails if none takes it within %g s)",
+                self.id,
+                part.job_id,
+                env,
+                self.token_wait_s,
+            )
+        _, delay = self._token_backoff.get(part.job_id, (0.0, _TOKEN_BACKOFF_FIRST_S / 2))
+        delay = min(delay * 2, _TOKEN_BACKOFF_CAP_S, max(self.token_wait_s / 4, 0.05))
+        self._token_backoff[part.job_id] = (time.monotonic() + delay, delay)
+        await self._retry(lambda: self.queue.defer(lease, now=now))
+        return "deferred"
+
+    def _skipped_jobs(self) -> set[str]:
+        now = time.monotonic()
+        return {job for job, (until, _) in self._token_backoff.items() if until > now}
+
     async def _give_back(self, run: _Run) -> None:
         """Write the part's checkpoint and give it back to the queue (retried through an outage)."""
         lease, wm = run.lease, run.watermark
@@ -239,11 +290,8 @@ class Worker:
             return "failed"
         token = self.environ.get(spec.target.token_env, "")
         if not token:
-            await self.queue.fail(
-                lease,
-                f"environment variable {spec.target.token_env} is not set on worker {self.id}",
-            )
-            return "failed"
+            return await self._without_token(lease)
+        self._token_backoff.pop(part.job_id, None)
         # A whole-file part (compressed, CSV, JSON) cannot resume mid-file: it restarts.
         ranged = part.end is not None
         prior = part.report if ranged and part.offset > part.start else None

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -145,7 +145,10 @@ class SqliteQueue:
         await self._run(tx)
         return job_id
 
-    async def lease(self, worker: str) -> Lease | None:
+    async def lease(self, worker: str, *, skip: Collection[str] = ()) -> Lease | None:
+        skipped = sorted(skip)
+        not_in = f"AND p.job_id NOT IN ({', '.join('?' * len(skipped))}) " if skipped else ""
+
         def tx(db: sqlite3.Connection) -> Lease | None:
             now = time.time()
             while True:
@@ -154,8 +157,8 @@ class SqliteQueue:
                     "JOIN jobs j ON j.id = p.job_id "
                     "WHERE j.cancelled = 0 AND j.error IS NULL AND "
                     "(p.status = 'queued' OR (p.status = 'running' AND p.lease_until < ?)) "
-                    "ORDER BY p.seq LIMIT 1",
-                    (now,),
+                    f"{not_in}ORDER BY p.seq LIMIT 1",
+                    (now, *skipped),
                 ).fetchone()
                 if row is None:
                     return None
@@ -253,6 +256,26 @@ class SqliteQueue:
                 return
             status = "cancelled" if state == "cancelled" else "queued"
             self._save(db, Part.from_json({**part.to_json(), "status": status, "worker": None}))
+            db.execute(
+                "UPDATE parts SET lease_until = 0 WHERE job_id = ? AND idx = ?",
+                (part.job_id, part.index),
+            )
+
+        await self._run(tx)
+
+    async def defer(self, lease: Lease, *, now: float) -> None:
+        def tx(db: sqlite3.Connection) -> None:
+            part, state = self._owned(db, lease)
+            if state == "lost" or part is None:
+                return
+            if state == "cancelled":
+                status, attempts = "cancelled", part.attempts
+            else:
+                status, attempts = "queued", part.attempts - 1
+            data = {**part.to_json(), "status": status, "worker": None, "attempts": attempts}
+            if part.waiting_since is None or part.waiting_attempts != attempts:
+                data.update(waiting_since=now, waiting_attempts=attempts)
+            self._save(db, Part.from_json(data))
             db.execute(
                 "UPDATE parts SET lease_until = 0 WHERE job_id = ? AND idx = ?",
                 (part.job_id, part.index),
