@@ -11,9 +11,10 @@ import glob
 import itertools
 import os
 import re
+import tempfile
 from collections.abc import Iterator
 
-__all__ = ["merge_rejects", "rejects_part_path"]
+__all__ = ["check_outputs", "check_writable", "merge_rejects", "rejects_part_path"]
 
 
 def rejects_part_path(rejects: str, part: int, attempt: int, first_line: int) -> str:
@@ -49,6 +50,36 @@ def _complete_lines(name: str) -> Iterator[bytes]:
                 yield line
 
 
+def check_outputs(*, rejects: str | None, report: str | None) -> str | None:
+    """Why a job's rejects or report file cannot be written (:func:`check_writable`), or None."""
+    problems = [
+        problem
+        for path, what in ((rejects, "rejects"), (report, "report"))
+        if path and (problem := check_writable(path, what))
+    ]
+    return "; ".join(problems) or None
+
+
+def check_writable(path: str, what: str) -> str | None:
+    """Why ``path`` (the job's ``what`` file) cannot be written, or None if it can.
+
+    Probed as the worker will write it: a file created exclusively in its
+    directory (then removed), so a missing or read-only directory, or a
+    directory where the file should be, is found before anything is sent.
+    """
+    if os.path.isdir(path):
+        return f"cannot write the {what} file {path}: it is a directory"
+    folder = os.path.dirname(path) or "."
+    try:
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".bulkpush-probe.")
+    except OSError as exc:
+        return f"cannot write the {what} file {path}: {exc.strerror or exc} ({folder})"
+    os.close(fd)
+    with contextlib.suppress(OSError):
+        os.remove(probe)
+    return None
+
+
 def merge_rejects(path: str) -> int:
     """Merge the parts' rejects files (``path.part*``) into ``path``; return its line count.
 
@@ -75,9 +106,11 @@ def merge_rejects(path: str) -> int:
             first = int(m[3]) if m[3] is not None else None
             found.append((int(m[1]), int(m[2]), first, name))
     found.sort()
-    tmp = path + ".merging"
+    # Created exclusively, mode 0600, under a name nobody can guess and plant.
+    folder, base = os.path.split(path)
+    fd, tmp = tempfile.mkstemp(dir=folder or ".", prefix=f".{base}.", suffix=".merging")
     count = 0
-    with open(tmp, "wb") as out:
+    with os.fdopen(fd, "wb") as out:
         for _, group in itertools.groupby(found, key=lambda f: f[0]):
             attempts = list(group)
             legacy = any(first is None for _, _, first, _ in attempts[1:])

@@ -44,7 +44,7 @@ from bulkpush.worker._urls import redact_url, redact_urls
 from bulkpush.worker.limiter import SHARED_RATE_SAFETY, STORE_OUTAGE_S
 from bulkpush.worker.metrics import Metrics
 from bulkpush.worker.queue import JobQueue, Lease, LeaseState, new_worker_id
-from bulkpush.worker.rejects import merge_rejects, rejects_part_path
+from bulkpush.worker.rejects import check_outputs, merge_rejects, rejects_part_path
 from bulkpush.worker.watermark import Watermark
 
 __all__ = ["DEFAULT_TOKEN_WAIT_S", "Watermark", "Worker", "merge_rejects", "rejects_part_path"]
@@ -292,6 +292,14 @@ class Worker:
         if not token:
             return await self._without_token(lease)
         self._token_backoff.pop(part.job_id, None)
+        # The files the job writes at its end: checked before anything is sent.
+        reason = await asyncio.to_thread(
+            check_outputs, rejects=spec.options.rejects, report=spec.options.report
+        )
+        if reason:
+            log.warning("worker %s: part %s failed: %s", self.id, part.key, reason)
+            await self._retry(lambda: self.queue.fail(lease, reason))
+            return "failed"
         # A whole-file part (compressed, CSV, JSON) cannot resume mid-file: it restarts.
         ranged = part.end is not None
         prior = part.report if ranged and part.offset > part.start else None

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import sqlite3
 import time
 from collections.abc import Callable, Collection
@@ -81,6 +82,10 @@ class SqliteQueue:
         self._slots: SqliteSlots | None = None
         try:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            # Jobs name files and token variables: the queue is its owner's alone
+            # (SQLite gives its -wal and -shm files the same mode).
+            with contextlib.suppress(FileExistsError):
+                os.close(os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
         except OSError as exc:
             raise QueueError(f"cannot open the queue {self.path}: {exc}") from exc
         self._file = SqliteFile(self.path, schema=_SCHEMA, what="the queue")
