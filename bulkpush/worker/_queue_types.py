@@ -10,6 +10,7 @@ docstring for the lease semantics.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -46,8 +47,21 @@ class JobQueue(Protocol):
         """
         ...
 
-    async def lease(self, worker: str) -> Lease | None:
-        """Take the next part (a queued one, or one whose lease ran out); None if none."""
+    async def lease(self, worker: str, *, skip: Collection[str] = ()) -> Lease | None:
+        """Take the next part (a queued one, or one whose lease ran out); None if none.
+
+        Parts of the jobs in ``skip`` (ids) are left for other workers.
+        """
+        ...
+
+    async def defer(self, lease: Lease, *, now: float) -> None:
+        """Give the part back untried: this worker cannot run it (its token is not set here).
+
+        The lease does not count as an attempt. The first deferral after a
+        real attempt (or ever) sets the part's ``waiting_since`` to ``now``;
+        later ones keep it, so :meth:`Part.token_wait` measures how long no
+        worker that could run the part took it.
+        """
         ...
 
     async def heartbeat(self, lease: Lease) -> LeaseState:

@@ -32,7 +32,7 @@ from bulkpush.errors import BulkpushError, ConfigError
 from bulkpush.report import render_summary
 from bulkpush.worker.jobs import DEFAULT_TOKEN_ENV, JobOptions, JobSpec, JobView, Target
 from bulkpush.worker.queue import DEFAULT_LEASE_TTL, JobQueue, default_queue_url, open_queue
-from bulkpush.worker.runner import Worker
+from bulkpush.worker.runner import DEFAULT_TOKEN_WAIT_S, Worker
 
 __all__ = ["jobs_group", "worker_command"]
 
@@ -113,6 +113,14 @@ _queue_option = click.option(
 @click.option(
     "--poll", type=POSITIVE, default=0.5, show_default=True, help="Idle poll interval (s)."
 )
+@click.option(
+    "--token-wait",
+    type=POSITIVE,
+    default=DEFAULT_TOKEN_WAIT_S,
+    show_default=True,
+    help="Seconds a job whose token variable is not set here waits for a worker that has "
+    "it before it fails.",
+)
 @click.option("--verbose", "-v", is_flag=True, help="Log each part.")
 def worker_command(  # noqa: PLR0917 - click passes options positionally
     queue_url: str | None,
@@ -120,6 +128,7 @@ def worker_command(  # noqa: PLR0917 - click passes options positionally
     http_token_env: str,
     lease_ttl: float,
     poll: float,
+    token_wait: float,
     verbose: bool,
 ) -> None:
     """Run load jobs from the queue until stopped (SIGTERM/SIGINT: drain; twice: exit now)."""
@@ -135,7 +144,7 @@ def worker_command(  # noqa: PLR0917 - click passes options positionally
 
     async def go() -> None:
         queue = open_queue(queue_url, lease_ttl=lease_ttl)
-        worker = Worker(queue, poll_s=poll)
+        worker = Worker(queue, poll_s=poll, token_wait_s=token_wait)
         loop = asyncio.get_running_loop()
         signals = 0
 

@@ -5,28 +5,35 @@
     POST /jobs        submit a job (the JSON of JobSpec.to_json); 201 {"id": ...}
     GET  /jobs        the newest jobs (no parts)
     GET  /jobs/{id}   one job: status, progress, report, parts (as ``jobs show --json``)
-    GET  /healthz     200 {"ok": true, "worker": ..., "stopping": ...}; no token needed
+    GET  /healthz     200 {"ok": true}; with the token also "worker", "stopping", "queue"
     GET  /metrics     Prometheus text (see bulkpush.worker.metrics)
 
 Every route but ``/healthz`` needs ``Authorization: Bearer <token>``
-(compared in constant time). It binds 127.0.0.1 unless told otherwise.
+(compared in constant time); ``/healthz`` answers probes without it, and
+says nothing about the host then. It binds 127.0.0.1 unless told otherwise.
+Bad input is a 400 with a message; an unexpected error is a 500 with a
+one-line message (logged with its traceback), never a traceback.
 """
 
 from __future__ import annotations
 
 import hmac
+import logging
 from typing import Any
 
 import orjson
 from aiohttp import web
 
 from bulkpush.errors import BulkpushError, ConfigError
+from bulkpush.worker._urls import redact_url
 from bulkpush.worker.jobs import JobSpec
 from bulkpush.worker.runner import Worker
 
 __all__ = ["build_control_app", "parse_addr", "start_control"]
 
 _WORKER = web.AppKey("worker", Worker)
+_MAX_LIST = 10_000
+log = logging.getLogger("bulkpush.worker")
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
@@ -46,16 +53,23 @@ def build_control_app(worker: Worker, token: str) -> web.Application:
     """The control API of ``worker``; ``token`` is the bearer token it requires."""
     expected = f"Bearer {token}".encode()
 
+    def authorized(request: web.Request) -> bool:
+        given = request.headers.get("Authorization", "").encode()
+        return hmac.compare_digest(given, expected)
+
     @web.middleware
     async def auth(request: web.Request, handler: Any) -> web.StreamResponse:
-        if request.path != "/healthz":
-            given = request.headers.get("Authorization", "").encode()
-            if not hmac.compare_digest(given, expected):
-                return _json({"error": "a valid bearer token is required"}, 401)
+        if request.path != "/healthz" and not authorized(request):
+            return _json({"error": "a valid bearer token is required"}, 401)
         try:
             response: web.StreamResponse = await handler(request)
+        except web.HTTPException:
+            raise  # aiohttp's own answers (404 for an unknown route, 405)
         except BulkpushError as exc:
             return _json({"error": str(exc)}, 400 if isinstance(exc, ConfigError) else 503)
+        except Exception:
+            log.exception("control API: %s %s failed", request.method, request.path)
+            return _json({"error": "internal error (see the worker's log)"}, 500)
         return response
 
     app = web.Application(middlewares=[auth])
@@ -76,7 +90,14 @@ def build_control_app(worker: Worker, token: str) -> web.Application:
         return _json({"id": job_id}, 201)
 
     async def list_jobs(request: web.Request) -> web.Response:
-        views = await worker.queue.list_jobs(int(request.query.get("limit", "100")))
+        given = request.query.get("limit", "100")
+        try:
+            limit = int(given)
+        except ValueError:
+            limit = 0
+        if not 1 <= limit <= _MAX_LIST:
+            return _json({"error": f"limit must be an integer from 1 to {_MAX_LIST}"}, 400)
+        views = await worker.queue.list_jobs(limit)
         return _json([v.to_json(with_parts=False) for v in views])
 
     async def get_job(request: web.Request) -> web.Response:
@@ -86,7 +107,16 @@ def build_control_app(worker: Worker, token: str) -> web.Application:
         return _json(view.to_json())
 
     async def healthz(request: web.Request) -> web.Response:
-        return _json({"ok": True, "worker": worker.id, "stopping": worker.stopping})
+        if not authorized(request):
+            return _json({"ok": True})  # for probes: nothing about the host
+        return _json(
+            {
+                "ok": True,
+                "worker": worker.id,
+                "stopping": worker.stopping,
+                "queue": redact_url(worker.queue.url),
+            }
+        )
 
     async def metrics(request: web.Request) -> web.Response:
         worker.metrics.set_depth(await worker.queue.depth())

@@ -11,13 +11,16 @@ files, one whole-file part for anything else. A :class:`JobView` is what
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import secrets
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal
+
+import orjson
 
 from bulkpush._concurrency import ConcurrencyOptions
 from bulkpush._options import PushOptions
@@ -28,6 +31,7 @@ from bulkpush.report import merge_reports
 from bulkpush.sources import split_ranges
 from bulkpush.targets import KINDS, target_kind
 from bulkpush.validation import ValidationOptions
+from bulkpush.worker._urls import redact_url
 
 __all__ = [
     "DEFAULT_TARGET_KIND",
@@ -193,18 +197,84 @@ class JobSpec:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> JobSpec:
-        """Parse :meth:`to_json` output; raises :class:`QueueError` when it is malformed."""
+        """Parse :meth:`to_json` output; raises :class:`QueueError` when it is malformed.
+
+        A key this version does not know (in the spec, its target or its
+        options) is refused by name: a newer bulkpush may have queued it,
+        and running the job without the option would run another job.
+        """
         try:
+            _known_keys("job spec", data, {"sources", "target", "options", "parts"})
+            target = data["target"]
+            options = data.get("options") or {}
+            _known_keys("target", target, {f.name for f in fields(Target)})
+            _known_keys("option", options, {f.name for f in fields(JobOptions)})
+            sources = data["sources"]
+            if not isinstance(sources, list):
+                raise QueueError("malformed job spec: sources must be a list")
             return cls(
-                sources=tuple(str(s) for s in data["sources"]),
-                target=Target(**data["target"]),
-                options=JobOptions(**(data.get("options") or {})),
+                sources=tuple(str(s) for s in sources),
+                target=Target(**target),
+                options=JobOptions(**options),
                 parts=data.get("parts"),
             )
+        except QueueError:
+            raise
         except (KeyError, TypeError) as exc:
             raise QueueError(f"malformed job spec: {exc}") from exc
         except BulkpushError as exc:
             raise QueueError(f"invalid job spec: {exc}") from exc
+
+    @classmethod
+    def from_stored(cls, raw: str | bytes) -> JobSpec:
+        """Parse a spec as a queue stores it (JSON text); raises :class:`QueueError`.
+
+        Not JSON, not an object, unknown keys, invalid values: each is a
+        :class:`QueueError` naming the problem, never another exception, so
+        the queue fails that job alone.
+        """
+        try:
+            data = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise QueueError(f"the job spec is not JSON: {exc}") from exc
+        if not isinstance(data, dict):
+            raise QueueError("the job spec is not a JSON object")
+        return cls.from_json(data)
+
+    @classmethod
+    def for_view(cls, raw: str | bytes) -> tuple[JobSpec, str | None]:
+        """The stored spec for ``jobs show``/``list``, and why it cannot run (None if it can).
+
+        A spec this version cannot parse is shown as best it can be (its
+        sources and stream, if readable), so listing jobs never fails on it.
+        """
+        try:
+            return cls.from_stored(raw), None
+        except QueueError as exc:
+            reason = str(exc)
+        data: Any = None
+        with contextlib.suppress(orjson.JSONDecodeError):
+            data = orjson.loads(raw)
+        doc = data if isinstance(data, dict) else {}
+        raw_sources = doc.get("sources")
+        sources = [str(s) for s in raw_sources] if isinstance(raw_sources, list) else []
+        raw_target = doc.get("target")
+        target = raw_target if isinstance(raw_target, dict) else {}
+        try:
+            shown = Target(
+                kind=str(target.get("kind") or DEFAULT_TARGET_KIND),
+                stream=str(target.get("stream") or "?"),
+                api_url=str(target.get("api_url") or ""),
+                token_env=str(target.get("token_env") or DEFAULT_TOKEN_ENV),
+            )
+        except ConfigError:
+            shown = Target(stream=str(target.get("stream") or "?"))
+        spec = cls.__new__(cls)  # unchecked: it only shows what was stored
+        object.__setattr__(spec, "sources", tuple(sources))
+        object.__setattr__(spec, "target", shown)
+        object.__setattr__(spec, "options", JobOptions())
+        object.__setattr__(spec, "parts", None)
+        return spec, reason
 
     def with_absolute_sources(self) -> JobSpec:
         """The same spec with sources as absolute paths (workers may run elsewhere)."""
@@ -220,6 +290,7 @@ class Part:
     restarts from its beginning. ``offset``/``line`` are the checkpoint:
     every record before ``offset`` is accounted in ``report`` (the committed
     report); a resumed part reads from ``offset``, whose line is ``line``.
+    ``waiting_since``/``waiting_attempts``: see :meth:`JobQueue.defer`.
     """
 
     job_id: str
@@ -235,6 +306,10 @@ class Part:
     attempts: int = 0
     worker: str | None = None
     error: str | None = None
+    # Since when (Unix time) the part has waited for a worker that has its
+    # job's token, and its ``attempts`` then: a real attempt since resets it.
+    waiting_since: float | None = None
+    waiting_attempts: int = 0
 
     @property
     def ranged(self) -> bool:
@@ -243,6 +318,12 @@ class Part:
     @property
     def key(self) -> str:
         return f"{self.job_id}/{self.index}"
+
+    def token_wait(self, now: float) -> float:
+        """Seconds the part has been given back by workers without its token, none taking it."""
+        if self.waiting_since is None or self.waiting_attempts != self.attempts - 1:
+            return 0.0  # never deferred, or a worker ran it since (a leased part counts one)
+        return max(0.0, now - self.waiting_since)
 
     def progress(self) -> float:
         """Share of the part done, 0..1 (by bytes for ranges)."""
@@ -261,6 +342,18 @@ class Part:
             return cls(**data)
         except TypeError as exc:
             raise QueueError(f"malformed part: {exc}") from exc
+
+
+def _known_keys(what: str, data: Any, known: set[str]) -> None:
+    if not isinstance(data, dict):
+        raise QueueError(f"malformed job spec: the {what} is not a JSON object")
+    unknown = sorted(set(data) - known)
+    if unknown:
+        names = ", ".join(repr(k) for k in unknown)
+        raise QueueError(
+            f"unknown {what} key{'s' if len(unknown) > 1 else ''} {names}: "
+            "queued by a newer bulkpush? Run the job with a worker that knows it"
+        )
 
 
 def _auto_parts(size: int) -> int:
@@ -345,6 +438,8 @@ class JobView:
         reports = [p.report for p in self.parts if p.report]
         merged = merge_reports(reports)
         merged["stream"] = merged.get("stream") or self.spec.target.stream
+        if merged.get("target"):
+            merged["target"] = redact_url(str(merged["target"]))
         merged["rejects_file"] = self.spec.options.rejects
         merged["parts"] = len(self.parts)
         return merged
@@ -371,7 +466,7 @@ class JobView:
             "target": {
                 "kind": self.spec.target.kind,
                 "stream": self.spec.target.stream,
-                "api_url": self.spec.target.api_url,
+                "api_url": redact_url(self.spec.target.api_url),
                 "token_env": self.spec.target.token_env,
             },
             "progress": self.progress(),

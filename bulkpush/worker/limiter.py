@@ -21,15 +21,23 @@ a slot is never earlier than the ``limit``-th last one plus the period, so
 no window of the API (50 per minute, 40,000 per month) ever gets more than
 its limit. The logs persist in the store, so a long window's count survives
 a worker's restart.
+
+A store that cannot be reached (Redis restarting, the SQLite file locked
+past its timeout) is an outage, not a failure: :class:`SharedPacer` retries
+its store calls with jittered backoff for up to ``outage_s`` seconds
+(:data:`STORE_OUTAGE_S`), and only then raises the store's retriable
+:class:`~bulkpush.errors.QueueError` (the worker then gives its part back).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import random
 import sqlite3
 import time
-from collections.abc import Sequence
-from typing import Any, Protocol
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol, TypeVar
 
 from bulkpush._quota import Pacer, Window
 from bulkpush.errors import QueueError
@@ -39,6 +47,7 @@ __all__ = [
     "GCRA_PAUSE_LUA",
     "GCRA_TAKE_LUA",
     "SHARED_RATE_SAFETY",
+    "STORE_OUTAGE_S",
     "RedisSlots",
     "SharedPacer",
     "SlotStore",
@@ -53,6 +62,18 @@ __all__ = [
 # window still receives at most 30 while the jitter stays under
 # 30 / 28.5 - 1 s, about 50 ms.
 SHARED_RATE_SAFETY = 0.95
+
+# How long a shared pacer waits for its store to come back before the
+# request fails. Longer than a Redis restart (its append-only file loaded)
+# or a SQLite writer holding the lock; short enough that a store gone for
+# good gives the part back to the queue rather than hanging it.
+STORE_OUTAGE_S = 120.0
+# Backoff between store retries: jittered, doubling from the first to the cap.
+_RETRY_FIRST_S = 0.05
+_RETRY_CAP_S = 2.0
+
+log = logging.getLogger("bulkpush.worker")
+T = TypeVar("T")
 
 
 class SlotStore(Protocol):
@@ -72,7 +93,9 @@ class SharedPacer(Pacer):
     """A :class:`Pacer` whose slots come from a :class:`SlotStore` shared by workers.
 
     ``rate`` is requests per second for the key across every worker;
-    ``windows`` are kept in the store.
+    ``windows`` are kept in the store. A store call that fails with a
+    retriable :class:`QueueError` is retried with jittered backoff for up to
+    ``outage_s`` seconds (one warning per outage), then raised.
     ``acquire`` takes a slot (in a thread: the store does I/O) and sleeps
     until it — until the slot's time, not for the wait measured in the
     store, so the trip back from the thread does not push the request
@@ -88,10 +111,13 @@ class SharedPacer(Pacer):
         key: str,
         windows: Sequence[Window] = (),
         max_wait_s: float | None = None,
+        outage_s: float = STORE_OUTAGE_S,
     ) -> None:
         super().__init__(rate, windows=windows, max_wait_s=max_wait_s)
         self.store = store
         self.key = key
+        self.outage_s = outage_s
+        self.outages = 0
 
     def __repr__(self) -> str:
         return f"SharedPacer(key={self.key!r}, rate={self.rate}, acquired={self.acquired})"
@@ -104,8 +130,36 @@ class SharedPacer(Pacer):
     def _reserve_until(self) -> float:
         return time.monotonic() + self.reserve()
 
+    async def _store_call(self, fn: Callable[[], T]) -> T:
+        """``fn()`` in a thread, retried through a store outage of up to ``outage_s``."""
+        deadline: float | None = None
+        delay = _RETRY_FIRST_S
+        while True:
+            try:
+                result = await asyncio.to_thread(fn)
+            except QueueError as exc:
+                if not exc.retriable:
+                    raise
+                now = time.monotonic()
+                if deadline is None:
+                    deadline = now + self.outage_s
+                    self.outages += 1
+                    log.warning(
+                        "the shared limiter's store is unavailable, retrying for up to %.0f s: %s",
+                        self.outage_s,
+                        exc,
+                    )
+                if now >= deadline:
+                    raise
+                await asyncio.sleep(min(random.uniform(delay / 2, delay), deadline - now))
+                delay = min(delay * 2, _RETRY_CAP_S)
+                continue
+            if deadline is not None:
+                log.warning("the shared limiter's store is back")
+            return result
+
     async def acquire(self) -> None:
-        slot = await asyncio.to_thread(self._reserve_until)
+        slot = await self._store_call(self._reserve_until)
         delay = slot - time.monotonic()
         if delay > 0:
             self._check_wait(delay)
@@ -113,10 +167,15 @@ class SharedPacer(Pacer):
 
     async def pause_until(self, when: float) -> None:
         # Awaited, so the next acquire runs after the pause landed and a store
-        # error reaches the caller.
+        # error (past the outage budget) reaches the caller.
+        if when - time.monotonic() > 0:
+            await self._store_call(lambda: self._pause_left(when))
+
+    def _pause_left(self, when: float) -> None:
+        # Measured when the call runs: a retried pause must not overshoot.
         wait = when - time.monotonic()
         if wait > 0:
-            await asyncio.to_thread(self.store.pause, self.key, wait)
+            self.store.pause(self.key, wait)
 
 
 _SLOTS_SCHEMA = """
@@ -254,14 +313,25 @@ class RedisSlots:
         try:
             return float(self._take(keys=keys, args=args))
         except Exception as exc:  # redis.RedisError and connection errors
-            raise QueueError(
-                f"the shared limiter failed: {type(exc).__name__}", retriable=True
-            ) from exc
+            raise _store_error(exc) from exc
 
     def pause(self, key: str, wait: float) -> None:
         try:
             self._pause(keys=[f"{self._prefix}gcra:{key}"], args=[f"{wait:.6f}"])
         except Exception as exc:
-            raise QueueError(
-                f"the shared limiter failed: {type(exc).__name__}", retriable=True
-            ) from exc
+            raise _store_error(exc) from exc
+
+
+def _store_error(exc: Exception) -> QueueError:
+    """A Redis error as a :class:`QueueError`, retriable when the server was out of reach.
+
+    Connection loss, a timeout and a server still loading its data
+    (``BusyLoadingError`` is a ``ConnectionError``) pass; an error the
+    server answered (a script error) would answer the same again.
+    """
+    import redis  # noqa: PLC0415 - only RedisSlots gets here, and it needs redis
+
+    out_of_reach = isinstance(exc, redis.ConnectionError | redis.TimeoutError | OSError)
+    return QueueError(
+        f"the shared limiter failed: {type(exc).__name__}: {exc}", retriable=out_of_reach
+    )

@@ -31,6 +31,7 @@ from pathlib import Path
 
 from bulkpush.errors import ConfigError
 from bulkpush.worker._queue_types import DEFAULT_LEASE_TTL, JobQueue, Lease, LeaseState
+from bulkpush.worker._urls import redact_url
 from bulkpush.worker.sqlite_queue import SqliteQueue
 
 __all__ = [
@@ -78,5 +79,5 @@ def open_queue(url: str | None = None, *, lease_ttl: float = DEFAULT_LEASE_TTL) 
 
         return RedisQueue(url, lease_ttl=lease_ttl)
     raise ConfigError(
-        f"unknown queue URL {url!r}: use sqlite:///path/jobs.db or redis://host:port/db"
+        f"unknown queue URL {redact_url(url)!r}: use sqlite:///path/jobs.db or redis://host:port/db"
     )

@@ -22,7 +22,9 @@ is one ``HSET``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import Collection
 from typing import Any
 
 import orjson
@@ -30,6 +32,7 @@ import orjson
 from bulkpush._quota import Pacer, Quota
 from bulkpush.errors import QueueError
 from bulkpush.worker._queue_types import DEFAULT_LEASE_TTL, Lease, LeaseState
+from bulkpush.worker._urls import redact_urls
 from bulkpush.worker.jobs import (
     JobSpec,
     JobView,
@@ -44,6 +47,8 @@ from bulkpush.worker.limiter import RedisSlots, SharedPacer
 __all__ = ["RedisQueue"]
 
 GROUP = "workers"
+# Entries of skipped jobs one lease() call puts back before it gives up.
+_MAX_REQUEUED = 8
 
 # KEYS: job, part. ARGV: worker, entry. Returns 1 when the part is now the caller's.
 _TAKE = """
@@ -97,6 +102,19 @@ elseif op == 'release' then
   else
     redis.call('HSET', part, 'status', 'cancelled', 'worker', '')
   end
+elseif op == 'defer' then
+  redis.call('XACK', stream, group, entry)
+  if state == 'ok' then
+    local attempts = redis.call('HINCRBY', part, 'attempts', -1)
+    if not redis.call('HGET', part, 'waiting_since')
+        or redis.call('HGET', part, 'waiting_attempts') ~= tostring(attempts) then
+      redis.call('HSET', part, 'waiting_since', ARGV[5], 'waiting_attempts', attempts)
+    end
+    local new = redis.call('XADD', stream, '*', 'job', ARGV[6], 'idx', ARGV[7])
+    redis.call('HSET', part, 'status', 'queued', 'worker', '', 'entry', new)
+  else
+    redis.call('HSET', part, 'status', 'cancelled', 'worker', '')
+  end
 elseif op == 'fail' then
   redis.call('HSET', part, 'status', 'failed', 'error', ARGV[5])
   if ARGV[6] ~= '' then redis.call('HSET', part, 'report', ARGV[6]) end
@@ -105,6 +123,17 @@ elseif op == 'fail' then
   redis.call('XACK', stream, group, entry)
 end
 return state
+"""
+
+# KEYS: part, stream. ARGV: group, entry, job id, part index. An entry of a job
+# the caller skips goes to the end of the stream, for another worker.
+_REQUEUE = """
+redis.call('XACK', KEYS[2], ARGV[1], ARGV[2])
+if redis.call('HGET', KEYS[1], 'entry') == ARGV[2] then
+  local new = redis.call('XADD', KEYS[2], '*', 'job', ARGV[3], 'idx', ARGV[4])
+  redis.call('HSET', KEYS[1], 'entry', new)
+end
+return 1
 """
 
 # KEYS: job, then its parts. ARGV: now. Returns 0 when the job does not exist.
@@ -145,6 +174,7 @@ class RedisQueue:
         self._take = self._r.register_script(_TAKE)
         self._op = self._r.register_script(_OP)
         self._cancel = self._r.register_script(_CANCEL)
+        self._requeue = self._r.register_script(_REQUEUE)
         self._group_ready = False
         self._pacers: dict[tuple[str, float], Pacer] = {}
         self._errors = (redis.RedisError, OSError)
@@ -159,7 +189,8 @@ class RedisQueue:
         return f"{self.prefix}part:{job_id}:{idx}"
 
     def _fail(self, exc: BaseException) -> QueueError:
-        return QueueError(f"the Redis queue failed: {type(exc).__name__}: {exc}", retriable=True)
+        text = redact_urls(f"{type(exc).__name__}: {exc}")
+        return QueueError(f"the Redis queue failed: {text}", retriable=True)
 
     async def _ensure_group(self) -> None:
         if self._group_ready:
@@ -175,6 +206,13 @@ class RedisQueue:
 
     @staticmethod
     def _part(h: dict[str, str]) -> Part:
+        try:
+            return RedisQueue._parse_part(h)
+        except (KeyError, ValueError, TypeError) as exc:
+            raise QueueError(f"malformed part: {type(exc).__name__}: {exc}") from exc
+
+    @staticmethod
+    def _parse_part(h: dict[str, str]) -> Part:
         data = orjson.loads(h["base"])
         data.update(
             status=h.get("status", "queued"),
@@ -184,6 +222,8 @@ class RedisQueue:
             line=int(h.get("line", data.get("line", 1))),
             report=orjson.loads(h["report"]) if h.get("report") else None,
             error=h.get("error") or None,
+            waiting_since=float(h["waiting_since"]) if h.get("waiting_since") else None,
+            waiting_attempts=int(h.get("waiting_attempts", 0)),
         )
         return Part.from_json(data)
 
@@ -223,8 +263,9 @@ class RedisQueue:
             raise self._fail(exc) from exc
         return job_id
 
-    async def lease(self, worker: str) -> Lease | None:
+    async def lease(self, worker: str, *, skip: Collection[str] = ()) -> Lease | None:
         await self._ensure_group()
+        requeued = 0
         try:
             for _ in range(64):  # skip entries of cancelled/failed/finished jobs
                 entries = await self._reclaim(worker)
@@ -243,12 +284,30 @@ class RedisQueue:
                     continue
                 job_id, idx = fields["job"], int(fields["idx"])
                 job_key, part_key = self._job_key(job_id), self._part_key(job_id, idx)
+                if job_id in skip:
+                    await self._requeue(
+                        keys=[part_key, self.stream], args=[GROUP, entry_id, job_id, idx]
+                    )
+                    requeued += 1
+                    if requeued >= _MAX_REQUEUED:
+                        return None  # only skipped jobs are waiting: do not spin on them
+                    continue
                 if not await self._take(keys=[job_key, part_key], args=[worker, entry_id]):
                     await self._r.xack(self.stream, GROUP, entry_id)
                     continue
                 h = await self._r.hgetall(part_key)
-                spec = JobSpec.from_json(orjson.loads(await self._r.hget(job_key, "spec")))
-                return Lease(self._part(h), spec, worker, entry_id)
+                try:
+                    spec = JobSpec.from_stored(await self._r.hget(job_key, "spec") or "")
+                    part = self._part(h)
+                except QueueError as exc:
+                    # A job this version cannot read fails alone, with the reason.
+                    reason = str(exc)
+                    await self._op(
+                        keys=[job_key, part_key, self.stream],
+                        args=["fail", worker, GROUP, entry_id, reason, "", f"part {idx}: {reason}"],
+                    )
+                    continue
+                return Lease(part, spec, worker, entry_id)
         except self._errors as exc:
             raise self._fail(exc) from exc
         return None
@@ -302,6 +361,9 @@ class RedisQueue:
     async def release(self, lease: Lease) -> None:
         await self._call(lease, "release", lease.part.job_id, lease.part.index)
 
+    async def defer(self, lease: Lease, *, now: float) -> None:
+        await self._call(lease, "defer", repr(now), lease.part.job_id, lease.part.index)
+
     async def fail(self, lease: Lease, error: str, report: dict[str, Any] | None = None) -> None:
         message = f"part {lease.part.index} ({lease.part.source}): {error}"
         body = orjson.dumps(report).decode() if report is not None else ""
@@ -330,12 +392,18 @@ class RedisQueue:
                 rows = await pipe.execute()
         except self._errors as exc:
             raise self._fail(exc) from exc
-        parts = [self._part(r) for r in rows if r]
+        parts = []
+        for row in rows:
+            with contextlib.suppress(QueueError):
+                parts.append(self._part(row))
+        spec, unreadable = JobSpec.for_view(h.get("spec", ""))
         error = h.get("error") or None
+        if error is None and unreadable is not None:
+            error = f"job spec: {unreadable}"
         return JobView(
             id=job_id,
-            spec=JobSpec.from_json(orjson.loads(h["spec"])),
-            status=job_status(h.get("cancelled") == "1", error, parts),
+            spec=spec,
+            status=job_status(h.get("cancelled") == "1", h.get("error") or None, parts),
             created=float(h["created"]),
             parts=tuple(parts),
             error=error,

@@ -21,16 +21,14 @@ the queue.
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
-import glob
-import itertools
 import logging
 import os
-import re
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+import random
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field, replace
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from bulkpush._engine import Engine, PacerFactory
 from bulkpush._http import HttpTransport, TransportOptions
@@ -38,163 +36,43 @@ from bulkpush._options import PushOptions
 from bulkpush._quota import Pacer, Quota
 from bulkpush.errors import BulkpushError, ConfigError, QueueError, RunStopped
 from bulkpush.pipeline import Event, Pipeline, Source
-from bulkpush.records import Outcome, Record, Rejection
+from bulkpush.records import Outcome
 from bulkpush.report import Report, merge_reports, redact, write_json_atomic
 from bulkpush.sources import FileRange
 from bulkpush.targets import target_kind
-from bulkpush.worker.limiter import SHARED_RATE_SAFETY
+from bulkpush.worker._urls import redact_url, redact_urls
+from bulkpush.worker.limiter import SHARED_RATE_SAFETY, STORE_OUTAGE_S
 from bulkpush.worker.metrics import Metrics
 from bulkpush.worker.queue import JobQueue, Lease, LeaseState, new_worker_id
+from bulkpush.worker.rejects import check_outputs, merge_rejects, rejects_part_path
+from bulkpush.worker.watermark import Watermark
 
-__all__ = ["Watermark", "Worker", "merge_rejects", "rejects_part_path"]
+__all__ = ["DEFAULT_TOKEN_WAIT_S", "Watermark", "Worker", "merge_rejects", "rejects_part_path"]
 
 log = logging.getLogger("bulkpush.worker")
+T = TypeVar("T")
+
+# How long a part whose token is not set on the workers that take it waits
+# for one that has it before its job fails (``bulkpush worker --token-wait``).
+DEFAULT_TOKEN_WAIT_S = 300.0
+# A worker without a job's token skips that job for this long, doubling.
+_TOKEN_BACKOFF_FIRST_S = 1.0
+_TOKEN_BACKOFF_CAP_S = 30.0
+# Backoff while the queue is out of reach: jittered, doubling up to the cap.
+_RETRY_FIRST_S = 0.1
+_RETRY_CAP_S = 5.0
 
 
-class Watermark:
-    """The checkpoint of a part: every record before :attr:`offset` is accounted.
-
-    :meth:`seen` is called (from the reader thread, as the pipeline's
-    ``on_record`` hook) with each record in read order, :meth:`account` (on
-    the event loop) with each outcome and client rejection. Records are
-    matched by identity, not by offset: the events carry the very
-    :class:`Record` objects that were seen, and a JSON array's records all
-    have offset -1. ``committed`` is the report of the records below the
-    watermark only. After record ``r`` the watermark is ``r.offset + 1``,
-    line ``r.line + 1``: a range read from there starts at the next line.
-    """
-
-    def __init__(self, *, offset: int, line: int, committed: Report) -> None:
-        self.offset = offset
-        self.line = line
-        self.committed = committed
-        self._read: collections.deque[Record] = collections.deque()
-        self._done: set[int] = set()
-        self._pending: dict[int, list[Event]] = {}
-
-    def __repr__(self) -> str:
-        return f"Watermark(offset={self.offset}, line={self.line}, open={len(self._read)})"
-
-    def seen(self, record: Record) -> None:
-        self._read.append(record)
-
-    def account(self, event: Event) -> bool:
-        """Take one event; True when the watermark moved."""
-        # id() is a safe key: a record stays alive in _read until it is popped.
-        if isinstance(event, Rejection):
-            key = id(event.record)
-            self._done.add(key)
-        else:
-            records = event.chunk.records
-            if event.not_sent or not records:
-                return False  # not delivered: the watermark stays below it
-            key = id(records[-1])
-            self._done.update(map(id, records))
-        self._pending.setdefault(key, []).append(event)
-        moved = False
-        read, done = self._read, self._done
-        while read and id(read[0]) in done:
-            r = read.popleft()
-            done.discard(id(r))
-            for ev in self._pending.pop(id(r), ()):
-                self._commit(ev)
-            self.offset, self.line = r.offset + 1, r.line + 1
-            moved = True
-        return moved
-
-    def _commit(self, event: Event) -> None:
-        report = self.committed
-        if isinstance(event, Rejection):
-            report.add_read(1, len(event.record.raw) + 1)
-            report.add_rejection(event)
-        else:
-            records = event.chunk.records
-            report.add_read(len(records), sum(len(r.raw) + 1 for r in records))
-            report.add_outcome(event)
+def _backoff(delay: float) -> float:
+    """The next backoff after ``delay``, jittered: half to all of twice it, capped."""
+    return min(_RETRY_CAP_S, random.uniform(delay, 2 * delay))
 
 
-def rejects_part_path(rejects: str, part: int, attempt: int, first_line: int) -> str:
-    """The rejects file of one attempt at a part: ``rejects.partNNNNN-A.lineL``.
-
-    ``first_line`` is the line the attempt starts reading at (its part's
-    checkpoint), which :func:`merge_rejects` needs to drop what the attempt
-    before it wrote twice.
-    """
-    return f"{rejects}.part{part:05d}-{attempt}.line{first_line}"
-
-
-# The names rejects_part_path makes, ``.tmp`` while the attempt writes (or
-# after it died); names without ``.lineL`` were made before it was recorded.
-_PART_FILE = re.compile(r"\.part(\d+)-(\d+)(?:\.line(\d+))?(?:\.tmp)?")
-_LINE_KEY = b',"line":'
-
-
-def _line_of(line: bytes) -> int | None:
-    """The source line a rejects line names: its last key (see ``report.rejects_line``)."""
-    at = line.rfind(_LINE_KEY)
-    try:
-        return int(line[at + len(_LINE_KEY) :].rstrip(b"}\r\n")) if at >= 0 else None
-    except ValueError:
-        return None
-
-
-def _complete_lines(name: str) -> Iterator[bytes]:
-    """A rejects file's lines, but for the half-written last line of a killed worker."""
-    with open(name, "rb") as fh:
-        for line in fh:
-            if line.endswith(b"\n"):
-                yield line
-
-
-def merge_rejects(path: str) -> int:
-    """Merge the parts' rejects files (``path.part*``) into ``path``; return its line count.
-
-    Files go in part order, and a part's attempts in the order they ran. An
-    attempt that did not finish its part left records above its checkpoint
-    to the next attempt, which read them again from its first line (in the
-    file's name) and wrote them again if they were still rejected: of each
-    attempt but the last, only the lines below the next attempt's first line
-    are kept, so a product rejected twice by a resent window is written
-    once, with the verdict of the attempt that committed it. A whole-file
-    part restarts at line 1, so only its last attempt's lines are kept. The
-    half-written last line of a killed worker's file is dropped.
-
-    Memory does not grow with the number of rejects: files are streamed, and
-    a line is placed by the position it names, not compared with the others
-    (but for the parts of a job queued before positions were recorded in the
-    names, whose lines are de-duplicated as wholes). Names that are not part
-    files are left alone. Written atomically; the part files are removed.
-    """
-    found: list[tuple[int, int, int | None, str]] = []
-    for name in glob.glob(glob.escape(path) + ".part*"):
-        m = _PART_FILE.fullmatch(name, len(path))
-        if m is not None:
-            first = int(m[3]) if m[3] is not None else None
-            found.append((int(m[1]), int(m[2]), first, name))
-    found.sort()
-    tmp = path + ".merging"
-    count = 0
-    with open(tmp, "wb") as out:
-        for _, group in itertools.groupby(found, key=lambda f: f[0]):
-            attempts = list(group)
-            legacy = any(first is None for _, _, first, _ in attempts[1:])
-            seen: set[bytes] = set()
-            for i, (_, _, _, name) in enumerate(attempts):
-                below = attempts[i + 1][2] if i + 1 < len(attempts) else None
-                for line in _complete_lines(name):
-                    if legacy:
-                        if line in seen:
-                            continue
-                        seen.add(line)
-                    elif below is not None and (n := _line_of(line)) is not None and n >= below:
-                        continue
-                    out.write(line)
-                    count += 1
-    os.replace(tmp, path)
-    for *_, name in found:
-        with contextlib.suppress(OSError):
-            os.remove(name)
-    return count
+def _outage(exc: BaseException) -> bool:
+    """True when ``exc`` (or the cause of the run it stopped) is the queue out of reach."""
+    if isinstance(exc, RunStopped) and exc.cause is not None:
+        exc = exc.cause
+    return isinstance(exc, QueueError) and exc.retriable
 
 
 @dataclass(slots=True)
@@ -229,7 +107,14 @@ class Worker:
     """Runs parts from ``queue`` until :meth:`stop`.
 
     ``environ`` is where tokens are read (default ``os.environ``);
-    ``poll_s`` how long to wait when the queue is empty.
+    ``poll_s`` how long to wait when the queue is empty. The queue out of
+    reach is an outage, not a failure: the loop backs off (one warning per
+    outage), a part's last queue calls are retried for up to ``outage_s``
+    seconds, and a part whose push the outage stopped is given back at its
+    checkpoint (or, if the queue stays away, left to be reclaimed when its
+    lease runs out). A part whose job's token variable is not set here is
+    left to a worker that has it, and fails once it has waited
+    ``token_wait_s`` seconds without one taking it.
     """
 
     def __init__(
@@ -240,12 +125,18 @@ class Worker:
         poll_s: float = 0.5,
         metrics: Metrics | None = None,
         environ: dict[str, str] | None = None,
+        outage_s: float = STORE_OUTAGE_S,
+        token_wait_s: float = DEFAULT_TOKEN_WAIT_S,
     ) -> None:
         self.queue = queue
         self.id = worker_id or new_worker_id()
         self.poll_s = poll_s
         self.metrics = metrics or Metrics()
         self.environ = environ if environ is not None else dict(os.environ)
+        self.outage_s = outage_s
+        self.token_wait_s = token_wait_s
+        # Jobs whose token is not set here: skipped until (monotonic), and the backoff.
+        self._token_backoff: dict[str, tuple[float, float]] = {}
         self._stopping = asyncio.Event()
         self._current: _Run | None = None
 
@@ -264,20 +155,34 @@ class Worker:
         if run is not None and run.pipeline is not None:
             run.pipeline.stop_reading()
 
+    async def _idle(self, seconds: float) -> None:
+        """Wait ``seconds``, or less if the worker is stopped meanwhile."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._stopping.wait()
+
     async def run(self) -> None:
         """Lease and push parts until stopped."""
-        log.info("worker %s: started on %s", self.id, self.queue.url)
+        log.info("worker %s: started on %s", self.id, redact_url(self.queue.url))
+        backoff: float | None = None  # set while the queue is out of reach
         while not self._stopping.is_set():
             try:
                 self.metrics.set_depth(await self.queue.depth())
-                lease = await self.queue.lease(self.id)
+                lease = await self.queue.lease(self.id, skip=self._skipped_jobs())
             except QueueError as exc:
-                log.warning("worker %s: queue unavailable: %s", self.id, exc)
-                lease = None
+                if backoff is None:
+                    log.warning(
+                        "worker %s: queue unavailable, retrying with backoff: %s", self.id, exc
+                    )
+                    backoff = _RETRY_FIRST_S
+                backoff = _backoff(backoff)
+                await self._idle(backoff)
+                continue
+            if backoff is not None:
+                log.warning("worker %s: queue available again", self.id)
+                backoff = None
             if lease is None:
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(self.poll_s):
-                        await self._stopping.wait()
+                await self._idle(self.poll_s)
                 continue
             await self.run_part(lease)
         log.info("worker %s: stopped", self.id)
@@ -291,13 +196,88 @@ class Worker:
         try:
             status = await self._push(lease)
         except QueueError as exc:
-            log.warning("worker %s: part %s: queue failed: %s", self.id, part.key, exc)
+            log.warning(
+                "worker %s: part %s: queue failed, the part is left to be reclaimed: %s",
+                self.id,
+                part.key,
+                exc,
+            )
+        except Exception as exc:
+            # A bug or a job this version cannot run: that job fails, alone.
+            log.exception("worker %s: part %s: unexpected error", self.id, part.key)
+            status = "failed"
+            reason = _reason(exc)
+            with contextlib.suppress(QueueError):
+                await self._retry(lambda: self.queue.fail(lease, reason))
         finally:
             self._current = None
             self.metrics.part_ended(stream, status)
 
+    async def _retry(self, call: Callable[[], Awaitable[T]]) -> T:
+        """``call()`` retried with backoff while the queue is out of reach, up to ``outage_s``."""
+        deadline = time.monotonic() + self.outage_s
+        delay = _RETRY_FIRST_S
+        while True:
+            try:
+                return await call()
+            except QueueError as exc:
+                if not exc.retriable or time.monotonic() + delay > deadline:
+                    raise
+            delay = _backoff(delay)
+            await asyncio.sleep(delay)
+
+    async def _without_token(self, lease: Lease) -> str:
+        """Leave a part whose token is not set here to a worker that has it; fail it after a while.
+
+        The part is deferred (given back, not counted as an attempt) and
+        its job skipped by this worker for a backoff that doubles up to
+        :data:`_TOKEN_BACKOFF_CAP_S`. Once the part has waited ``token_wait_s``
+        without any worker taking it, the job fails with the reason.
+        """
+        part, env = lease.part, lease.spec.target.token_env
+        now = time.time()
+        waited = part.token_wait(now)
+        if waited >= self.token_wait_s:
+            reason = (
+                f"environment variable {env} is not set on the workers that took the job "
+                f"for {waited:.0f} s (--token-wait {self.token_wait_s:g}; last: worker {self.id})"
+            )
+            log.warning("worker %s: part %s failed: %s", self.id, part.key, reason)
+            await self._retry(lambda: self.queue.fail(lease, reason))
+            return "failed"
+        first = part.job_id not in self._token_backoff
+        if first:
+            log.warning(
+                "worker %s: job %s needs $%s, which is not set here: left for a worker that "
+                "has it (it fails if none takes it within %g s)",
+                self.id,
+                part.job_id,
+                env,
+                self.token_wait_s,
+            )
+        _, delay = self._token_backoff.get(part.job_id, (0.0, _TOKEN_BACKOFF_FIRST_S / 2))
+        delay = min(delay * 2, _TOKEN_BACKOFF_CAP_S, max(self.token_wait_s / 4, 0.05))
+        self._token_backoff[part.job_id] = (time.monotonic() + delay, delay)
+        await self._retry(lambda: self.queue.defer(lease, now=now))
+        return "deferred"
+
+    def _skipped_jobs(self) -> set[str]:
+        now = time.monotonic()
+        return {job for job, (until, _) in self._token_backoff.items() if until > now}
+
+    async def _give_back(self, run: _Run) -> None:
+        """Write the part's checkpoint and give it back to the queue (retried through an outage)."""
+        lease, wm = run.lease, run.watermark
+        if lease.part.end is not None:
+            report = run.report()
+            await self._retry(
+                lambda: self.queue.checkpoint(lease, offset=wm.offset, line=wm.line, report=report)
+            )
+        await self._retry(lambda: self.queue.release(lease))
+
     def _committed(self, lease: Lease) -> Report:
-        return Report(stream=lease.spec.target.stream, target=lease.spec.target.api_url)
+        target = lease.spec.target
+        return Report(stream=target.stream, target=redact_url(target.api_url))
 
     async def _push(self, lease: Lease) -> str:
         part, spec = lease.part, lease.spec
@@ -310,10 +290,15 @@ class Worker:
             return "failed"
         token = self.environ.get(spec.target.token_env, "")
         if not token:
-            await self.queue.fail(
-                lease,
-                f"environment variable {spec.target.token_env} is not set on worker {self.id}",
-            )
+            return await self._without_token(lease)
+        self._token_backoff.pop(part.job_id, None)
+        # The files the job writes at its end: checked before anything is sent.
+        reason = await asyncio.to_thread(
+            check_outputs, rejects=spec.options.rejects, report=spec.options.report
+        )
+        if reason:
+            log.warning("worker %s: part %s failed: %s", self.id, part.key, reason)
+            await self._retry(lambda: self.queue.fail(lease, reason))
             return "failed"
         # A whole-file part (compressed, CSV, JSON) cannot resume mid-file: it restarts.
         ranged = part.end is not None
@@ -339,22 +324,28 @@ class Worker:
         try:
             outcome = await self._drive(run, token, options)
         except BulkpushError as exc:
-            cause = exc.cause if isinstance(exc, RunStopped) and exc.cause else exc
-            message = redact(str(cause))
+            if _outage(exc):
+                log.warning(
+                    "worker %s: part %s: the queue is out of reach, giving the part back "
+                    "at its checkpoint: %s",
+                    self.id,
+                    part.key,
+                    exc,
+                )
+                await self._give_back(run)
+                return "released"
+            message = _reason(exc)
             log.warning("worker %s: part %s failed: %s", self.id, part.key, message)
-            await self.queue.fail(lease, message, run.report())
+            report = run.report()
+            await self._retry(lambda: self.queue.fail(lease, message, report))
             return "failed"
         if outcome == "done":
-            finished = await self.queue.complete(lease, run.report())
-            if finished:
+            report = run.report()
+            if await self._retry(lambda: self.queue.complete(lease, report)):
                 await self._finish_job(lease)
             return "done"
         if outcome == "released":
-            if ranged:
-                await self.queue.checkpoint(
-                    lease, offset=run.watermark.offset, line=run.watermark.line, report=run.report()
-                )
-            await self.queue.release(lease)
+            await self._give_back(run)
             return "released"
         return outcome  # lost / cancelled: nothing more to write
 
@@ -497,3 +488,11 @@ class Worker:
                 if run.pipeline is not None:
                     run.pipeline.stop_reading()
                 return
+
+
+def _reason(exc: BaseException) -> str:
+    """Why a part failed, for ``jobs show``: the stopping cause, credentials masked."""
+    if isinstance(exc, RunStopped) and exc.cause is not None:
+        exc = exc.cause
+    text = str(exc) if isinstance(exc, BulkpushError) else f"{type(exc).__name__}: {exc}"
+    return redact(redact_urls(text))

@@ -10,9 +10,11 @@ in a thread (``asyncio.to_thread``) on one connection guarded by a lock.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -80,6 +82,10 @@ class SqliteQueue:
         self._slots: SqliteSlots | None = None
         try:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            # Jobs name files and token variables: the queue is its owner's alone
+            # (SQLite gives its -wal and -shm files the same mode).
+            with contextlib.suppress(FileExistsError):
+                os.close(os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
         except OSError as exc:
             raise QueueError(f"cannot open the queue {self.path}: {exc}") from exc
         self._file = SqliteFile(self.path, schema=_SCHEMA, what="the queue")
@@ -144,36 +150,61 @@ class SqliteQueue:
         await self._run(tx)
         return job_id
 
-    async def lease(self, worker: str) -> Lease | None:
+    async def lease(self, worker: str, *, skip: Collection[str] = ()) -> Lease | None:
+        skipped = sorted(skip)
+        not_in = f"AND p.job_id NOT IN ({', '.join('?' * len(skipped))}) " if skipped else ""
+
         def tx(db: sqlite3.Connection) -> Lease | None:
             now = time.time()
-            row = db.execute(
-                "SELECT p.data, p.status, p.worker, j.spec FROM parts p "
-                "JOIN jobs j ON j.id = p.job_id "
-                "WHERE j.cancelled = 0 AND j.error IS NULL AND "
-                "(p.status = 'queued' OR (p.status = 'running' AND p.lease_until < ?)) "
-                "ORDER BY p.seq LIMIT 1",
-                (now,),
-            ).fetchone()
-            if row is None:
-                return None
-            part = self._part(row)
-            part = Part.from_json(
-                {
-                    **part.to_json(),
-                    "status": "running",
-                    "worker": worker,
-                    "attempts": part.attempts + 1,
-                }
-            )
-            self._save(db, part)
-            db.execute(
-                "UPDATE parts SET lease_until = ? WHERE job_id = ? AND idx = ?",
-                (now + self.lease_ttl, part.job_id, part.index),
-            )
-            return Lease(part, JobSpec.from_json(orjson.loads(row[3])), worker)
+            while True:
+                row = db.execute(
+                    "SELECT p.data, p.status, p.worker, j.spec, p.job_id, p.idx FROM parts p "
+                    "JOIN jobs j ON j.id = p.job_id "
+                    "WHERE j.cancelled = 0 AND j.error IS NULL AND "
+                    "(p.status = 'queued' OR (p.status = 'running' AND p.lease_until < ?)) "
+                    f"{not_in}ORDER BY p.seq LIMIT 1",
+                    (now, *skipped),
+                ).fetchone()
+                if row is None:
+                    return None
+                try:
+                    spec = JobSpec.from_stored(row[3])
+                    part = self._part(row)
+                except QueueError as exc:
+                    # A job this version cannot read fails alone, with the reason;
+                    # the next part is leased in the same transaction.
+                    self._fail_unreadable(db, row[4], row[5], str(exc), now)
+                    continue
+                part = Part.from_json(
+                    {
+                        **part.to_json(),
+                        "status": "running",
+                        "worker": worker,
+                        "attempts": part.attempts + 1,
+                    }
+                )
+                self._save(db, part)
+                db.execute(
+                    "UPDATE parts SET lease_until = ? WHERE job_id = ? AND idx = ?",
+                    (now + self.lease_ttl, part.job_id, part.index),
+                )
+                return Lease(part, spec, worker)
 
         return await self._run(tx)
+
+    @staticmethod
+    def _fail_unreadable(
+        db: sqlite3.Connection, job_id: str, idx: int, error: str, now: float
+    ) -> None:
+        db.execute(
+            "UPDATE parts SET status = 'failed', worker = NULL WHERE job_id = ? AND idx = ?",
+            (job_id, idx),
+        )
+        db.execute(
+            "UPDATE jobs SET error = COALESCE(error, ?), finished = COALESCE(finished, ?) "
+            "WHERE id = ?",
+            (f"part {idx}: {error}", now, job_id),
+        )
 
     def _extend(self, db: sqlite3.Connection, lease: Lease) -> None:
         db.execute(
@@ -237,6 +268,26 @@ class SqliteQueue:
 
         await self._run(tx)
 
+    async def defer(self, lease: Lease, *, now: float) -> None:
+        def tx(db: sqlite3.Connection) -> None:
+            part, state = self._owned(db, lease)
+            if state == "lost" or part is None:
+                return
+            if state == "cancelled":
+                status, attempts = "cancelled", part.attempts
+            else:
+                status, attempts = "queued", part.attempts - 1
+            data = {**part.to_json(), "status": status, "worker": None, "attempts": attempts}
+            if part.waiting_since is None or part.waiting_attempts != attempts:
+                data.update(waiting_since=now, waiting_attempts=attempts)
+            self._save(db, Part.from_json(data))
+            db.execute(
+                "UPDATE parts SET lease_until = 0 WHERE job_id = ? AND idx = ?",
+                (part.job_id, part.index),
+            )
+
+        await self._run(tx)
+
     async def fail(self, lease: Lease, error: str, report: dict[str, Any] | None = None) -> None:
         def tx(db: sqlite3.Connection) -> None:
             part, state = self._owned(db, lease)
@@ -273,19 +324,21 @@ class SqliteQueue:
         return await self._run(tx)
 
     def _view(self, db: sqlite3.Connection, row: Any) -> JobView:
-        parts = [
-            self._part(r)
-            for r in db.execute(
-                "SELECT data, status, worker FROM parts WHERE job_id = ? ORDER BY idx", (row[0],)
-            )
-        ]
+        parts = []
+        for r in db.execute(
+            "SELECT data, status, worker FROM parts WHERE job_id = ? ORDER BY idx", (row[0],)
+        ):
+            with contextlib.suppress(QueueError, orjson.JSONDecodeError):
+                parts.append(self._part(r))
+        spec, unreadable = JobSpec.for_view(row[1])
+        error = row[4] if row[4] is not None or unreadable is None else f"job spec: {unreadable}"
         return JobView(
             id=row[0],
-            spec=JobSpec.from_json(orjson.loads(row[1])),
+            spec=spec,
             status=job_status(bool(row[3]), row[4], parts),
             created=row[2],
             parts=tuple(parts),
-            error=row[4],
+            error=error,
             finished=row[5],
         )
 

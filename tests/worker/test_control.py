@@ -60,3 +60,32 @@ async def test_control_api(queue_factory: Any, tmp_path: Path) -> None:
                 assert "s3cret" not in text
     finally:
         await runner.cleanup()
+
+
+async def test_bad_input_is_a_400_and_healthz_says_little_without_the_token(
+    queue_factory: Any,
+) -> None:
+    worker = Worker(queue_factory(), environ={})
+    port = free_port()
+    runner = await start_control(f"127.0.0.1:{port}", worker=worker, token="s3cret")
+    base = f"http://127.0.0.1:{port}"
+    auth = {"Authorization": "Bearer s3cret"}
+    try:
+        async with aiohttp.ClientSession() as http:
+            for bad in ("abc", "0", "-1", "1e9", "99999999999999999999"):
+                async with http.get(f"{base}/jobs?limit={bad}", headers=auth) as r:
+                    assert r.status == 400, bad
+                    body = await r.json()
+                    assert body == {"error": "limit must be an integer from 1 to 10000"}
+            async with http.get(f"{base}/jobs?limit=5", headers=auth) as r:
+                assert r.status == 200 and await r.json() == []
+            async with http.get(f"{base}/healthz") as r:
+                assert r.status == 200 and await r.json() == {"ok": True}
+            async with http.get(f"{base}/healthz", headers={"Authorization": "Bearer no"}) as r:
+                assert await r.json() == {"ok": True}
+            async with http.get(f"{base}/healthz", headers=auth) as r:
+                doc = await r.json()
+                assert doc["ok"] is True and doc["worker"] == worker.id
+                assert doc["stopping"] is False and "queue" in doc
+    finally:
+        await runner.cleanup()

@@ -134,13 +134,19 @@ async def test_failing_job_does_not_stop_others(
         job(emu.url, write_catalog(tmp_path / "a.ndjson", 10), stream=sid, token_env="NOPE_X")
     )
     good = await q.submit(job(emu.url, write_catalog(tmp_path / "b.ndjson", 100), stream=sid))
-    view = await run_worker(q, good)
+    worker = Worker(q, poll_s=0.05, environ={"BP_TEST_TOKEN": TEST_TOKEN}, token_wait_s=0.3)
+    task = asyncio.create_task(worker.run())
+    try:
+        view = await wait_status(q, good, {"done", "failed"}, task)
+        nt = await wait_status(q, no_token, {"failed"}, task)
+    finally:
+        worker.stop()
+        await asyncio.wait_for(task, 10)
     assert view.status == "done"
     bad = await q.get(missing)
     assert bad.status == "failed" and "missing.ndjson" in bad.error
     assert "No such file" in bad.error or "no such file" in bad.error
-    nt = await q.get(no_token)
-    assert nt.status == "failed" and "NOPE_X" in nt.error
+    assert "NOPE_X is not set on the workers that took the job" in nt.error
     assert len(emu.products(sid)) == 100
 
 
