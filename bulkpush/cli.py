@@ -37,6 +37,7 @@ from bulkpush.pipeline import Pipeline
 from bulkpush.progress import make_progress
 from bulkpush.report import Report
 from bulkpush.sources import open_source
+from bulkpush.targets.productsup_stream import DeleteResult
 from bulkpush.worker.jobs import JobOptions
 
 EXIT_OK = 0
@@ -291,24 +292,34 @@ def delete(
 
     async def go(client: StreamClient) -> str:
         if delete_all:
-            await client.delete_all_products(stream_id)
-            return f"deleted all products of stream {stream_id}"
-        if len(ids) == 1:
-            await client.delete_product(stream_id, ids[0])
-            return f"deleted product {ids[0]} of stream {stream_id}"
-        source = _read_ids(ids_file) if ids_file else iter(ids)
-        result = await client.delete_products(stream_id, source)
-        return (
-            f"deleted {_plural(result.requested, 'product id')} of stream {stream_id} "
-            f"in {_plural(result.requests, 'request')}"
-        )
+            result = await client.delete_all_products(stream_id)
+        elif len(ids) == 1:
+            result = await client.delete_product(stream_id, ids[0])
+        else:
+            source = _read_ids(ids_file) if ids_file else iter(ids)
+            result = await client.delete_products(stream_id, source)
+        return _deleted_line(result, stream_id, every=delete_all)
 
     click.echo(api.run(go))
 
 
+def _deleted_line(result: DeleteResult, stream_id: str, *, every: bool) -> str:
+    """What a delete did, in the API's own count (``meta.deleted``), not the ids sent."""
+    where = f"of stream {stream_id}"
+    if every:
+        if result.deleted is None:
+            return f"deleted all products {where} (the API did not say how many)"
+        return f"the API deleted {_plural(result.deleted, 'product')} {where}"
+    asked = _plural(result.requested, "product id")
+    sent = f"in {_plural(result.requests, 'request')}"
+    if result.deleted is None:
+        return f"sent {asked} {where} for deletion {sent} (the API did not say how many it deleted)"
+    return f"the API deleted {result.deleted:,} of {asked} {where} {sent}"
+
+
 def _plural(count: int, noun: str) -> str:
     """``1 request``, ``2 requests``."""
-    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+    return f"{count:,} {noun}" if count == 1 else f"{count:,} {noun}s"
 
 
 @cli.group()
