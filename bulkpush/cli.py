@@ -2,7 +2,9 @@
 objects the library uses.
 
 Exit codes (a contract): 0 every product accepted; 1 finished with rejected
-products; 2 usage or input error; 3 run stopped by the API or the network.
+products; 2 usage or input error; 3 run stopped by the API or the network;
+4 interrupted (Ctrl-C, SIGTERM). A dry run (``push --dry-run``) exits 0 when
+no product would be rejected, 1 when some would.
 """
 
 from __future__ import annotations
@@ -154,6 +156,13 @@ def _api_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     is_flag=True,
     help="No progress display and no summary (errors are still printed).",
 )
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Read, validate and cut the catalog and report what would be sent and rejected; "
+    "send no upload. The preflight (GET /streams/ID: the token, the stream and its type) "
+    "still runs, so a token is needed.",
+)
 def push(
     sources: tuple[str, ...],
     stream_id: str,
@@ -161,8 +170,15 @@ def push(
     api: ApiArgs,
     options: JobOptions,
     quiet: bool,
+    dry_run: bool,
 ) -> None:
     """Push catalogs (NDJSON, JSON array, CSV; .gz/.zst; - for stdin) to a stream."""
+    if dry_run and not api.token:
+        _fail(
+            "no token: pass --token or set BULKPUSH_TOKEN (--dry-run sends no upload, "
+            "but its preflight, GET /streams/ID, checks the token and the stream)",
+            EXIT_USAGE,
+        )
     for src in sources:
         if src != "-" and not os.path.exists(src):
             _fail(f"cannot read {src}: no such file", EXIT_USAGE)
@@ -175,8 +191,12 @@ def push(
     async def run(client: StreamClient) -> Report:
         with _Signals(quiet=quiet) as signals:
             try:
-                signals.pipeline = await client.open_push(
-                    list(sources), stream=stream_id, options=push_options, progress=progress
+                signals.pipeline = await client.engine.open_push(
+                    client.target(stream_id),
+                    list(sources),
+                    options=push_options,
+                    progress=progress,
+                    dry_run=dry_run,
                 )
             except asyncio.CancelledError:
                 if signals.hits:
