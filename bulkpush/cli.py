@@ -186,7 +186,8 @@ def push(
         push_options = options.push_options(stream_type=stream_type, rejects_path=options.rejects)
     except ConfigError as exc:
         _fail(str(exc), EXIT_USAGE)
-    progress = make_progress(enabled=not quiet)
+    # Nothing is answered in a dry run: its bar follows the products read.
+    progress = make_progress(enabled=not quiet, basis="read" if dry_run else "acknowledged")
 
     async def run(client: StreamClient) -> Report:
         with _Signals(quiet=quiet) as signals:
