@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import os
 import signal
 import sys
@@ -22,6 +23,7 @@ import click
 import orjson
 
 from bulkpush._http import TransportOptions
+from bulkpush._logging import current_format, log_outcome, setup_logging
 from bulkpush._version import __version__
 from bulkpush.cli_options import Connection, connection_options, push_options, stream_options
 from bulkpush.client import StreamClient
@@ -37,6 +39,7 @@ from bulkpush.errors import (
 )
 from bulkpush.pipeline import Pipeline
 from bulkpush.progress import make_progress
+from bulkpush.records import Outcome
 from bulkpush.report import Report
 from bulkpush.sources import open_source
 from bulkpush.targets.productsup_stream import DeleteResult
@@ -51,6 +54,17 @@ EXIT_INTERRUPTED = 4
 INTERRUPT_GRACE_S = 10.0
 
 T = TypeVar("T")
+log = logging.getLogger("bulkpush.push")
+
+LOG_FORMAT_OPTION = click.option(
+    "--log-format",
+    type=click.Choice(["human", "json"]),
+    default="human",
+    show_default=True,
+    help="Log lines on stderr: human, or json (one object per line with time, level, "
+    "logger, message and fields; logs every retried request, 429, stop and warning, and "
+    "turns the progress display off).",
+)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -63,7 +77,10 @@ cli.add_command(emulator_command, name="emulator")
 
 
 def _fail(message: str, code: int) -> NoReturn:
-    click.echo(f"bulkpush: error: {message}", err=True)
+    if current_format() == "json":
+        log.error(message, extra={"event": "error", "exit_code": code})
+    else:
+        click.echo(f"bulkpush: error: {message}", err=True)
     sys.exit(code)
 
 
@@ -163,6 +180,7 @@ def _api_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     "send no upload. The preflight (GET /streams/ID: the token, the stream and its type) "
     "still runs, so a token is needed.",
 )
+@LOG_FORMAT_OPTION
 def push(
     sources: tuple[str, ...],
     stream_id: str,
@@ -171,8 +189,10 @@ def push(
     options: JobOptions,
     quiet: bool,
     dry_run: bool,
+    log_format: Literal["human", "json"],
 ) -> None:
     """Push catalogs (NDJSON, JSON array, CSV; .gz/.zst; - for stdin) to a stream."""
+    setup_logging(log_format)
     if dry_run and not api.token:
         _fail(
             "no token: pass --token or set BULKPUSH_TOKEN (--dry-run sends no upload, "
@@ -186,8 +206,12 @@ def push(
         push_options = options.push_options(stream_type=stream_type, rejects_path=options.rejects)
     except ConfigError as exc:
         _fail(str(exc), EXIT_USAGE)
-    # Nothing is answered in a dry run: its bar follows the products read.
-    progress = make_progress(enabled=not quiet, basis="read" if dry_run else "acknowledged")
+    # Nothing is answered in a dry run: its bar follows the products read. JSON logs
+    # are for a machine: no display redrawing between their lines.
+    progress = make_progress(
+        enabled=not quiet and log_format == "human",
+        basis="read" if dry_run else "acknowledged",
+    )
 
     async def run(client: StreamClient) -> Report:
         with _Signals(quiet=quiet) as signals:
@@ -203,7 +227,10 @@ def push(
                 if signals.hits:
                     raise Interrupted("interrupted before anything was read") from None
                 raise
-            return await signals.pipeline.run()
+            async for event in signals.pipeline.events():
+                if isinstance(event, Outcome):
+                    log_outcome(log, event)
+            return signals.pipeline.report
 
     try:
         report = api.run(run)
@@ -213,6 +240,32 @@ def push(
         _fail(str(exc.cause or exc), _exit_code_for(exc.cause or exc))
     _finish(report, options.report, quiet)
     sys.exit(EXIT_REJECTED if report.rejected else EXIT_OK)
+
+
+def _log_finished(report: Report) -> None:
+    log.info(
+        "push %s: %d read, %d accepted, %d rejected, %d not sent",
+        "stopped" if report.stopped else "finished",
+        report.read,
+        report.accepted,
+        report.rejected,
+        report.not_sent,
+        extra={
+            "event": "finished",
+            "stream": report.stream,
+            "read": report.read,
+            "accepted": report.accepted,
+            "rejected": report.rejected,
+            "not_sent": report.not_sent,
+            "requests": report.requests,
+            "retries": report.retries,
+            "throttled": report.throttled,
+            "stopped": report.stopped,
+            "dry_run": report.dry_run,
+            "would_send": report.would_send,
+            "duration_s": round(report.duration_s, 3),
+        },
+    )
 
 
 class _Signals:
@@ -245,15 +298,19 @@ class _Signals:
                 self.task.cancel(reason)
             return
         if self.hits == 1:
-            click.echo(
-                f"bulkpush: {name}: stopping: reading no further, letting the requests in "
-                f"flight end (at most {INTERRUPT_GRACE_S:.0f} s); again to stop at once",
-                err=True,
+            message = (
+                f"{name}: stopping: reading no further, letting the requests in "
+                f"flight end (at most {INTERRUPT_GRACE_S:.0f} s); again to stop at once"
             )
+            if current_format() == "json":
+                log.warning(message, extra={"event": "interrupt", "signal": name})
+            else:
+                click.echo(f"bulkpush: {message}", err=True)
         self.pipeline.interrupt(reason, grace_s=INTERRUPT_GRACE_S if self.hits == 1 else 0)
 
 
 def _finish(report: Report, report_path: str | None, quiet: bool) -> None:
+    _log_finished(report)
     if report_path:
         report.write_json(report_path)
     if not quiet:
