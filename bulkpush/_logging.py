@@ -13,7 +13,8 @@ named like a credential (``token``, ``password``, ...) is masked whole; a
 The ``bulkpush`` loggers log at INFO with ``verbose`` or in JSON (a machine
 reads every event: retried requests, 429s, stops), else at WARNING; other
 libraries' loggers at WARNING. :func:`log_outcome` is what a push logs of
-each chunk's outcome.
+each chunk's outcome, once it is answered (the executor itself logs nothing
+per attempt).
 """
 
 from __future__ import annotations
@@ -142,8 +143,11 @@ def current_format() -> LogFormat | None:
 
 
 def log_outcome(logger: logging.Logger, outcome: Outcome) -> None:
-    """Log one chunk's outcome when it is news: retried or throttled requests (INFO),
-    products not sent (WARNING). Fields: ``event``, ``seq``, ``source``, ``first_line``,
+    """Log one chunk's outcome when it is news: retried or throttled requests, products
+    not sent. At INFO: the run's stop, when it stops, is the error (an interrupted run
+    hands back every request it held: no news line by line in a terminal).
+
+    Fields: ``event`` (``retried``, ``not_sent``), ``seq``, ``source``, ``first_line``,
     ``last_line``, ``products``, ``status``, ``attempts``, ``retries``, ``throttled``,
     ``batch_id``, and ``error``/``not_sent`` for products not sent."""
     chunk = outcome.chunk
@@ -161,7 +165,7 @@ def log_outcome(logger: logging.Logger, outcome: Outcome) -> None:
     }
     where = f"request {chunk.seq} (lines {fields['first_line']}-{fields['last_line']})"
     if outcome.error is not None:
-        logger.warning(
+        logger.info(
             "%s: %d products not sent: %s",
             where,
             outcome.not_sent,

@@ -141,7 +141,7 @@ def test_a_push_logs_retried_throttled_and_unsent_requests() -> None:
     assert (retried["attempts"], retried["retries"], retried["throttled"]) == (3, 2, 2)
     assert (retried["source"], retried["first_line"], retried["last_line"]) == ("c.ndjson", 11, 13)
     assert retried["batch_id"] == "b"
-    assert unsent["event"] == "not_sent" and unsent["level"] == "warning"
+    assert unsent["event"] == "not_sent" and unsent["level"] == "info"
     assert (unsent["not_sent"], unsent["error"], unsent["status"]) == (2, "gave up: 503", 503)
 
 
@@ -198,3 +198,12 @@ async def test_worker_log_format_json(tmp_path: Path) -> None:
     _, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 0
     assert all(orjson.loads(line)["logger"].startswith("bulkpush") for line in err.splitlines())
+
+
+def test_redact_masks_a_urls_password_and_keeps_the_rest() -> None:
+    from bulkpush.report import redact
+
+    assert redact("redis://:hunter2@db:6379/0 down") == "redis://:***@db:6379/0 down"
+    assert redact("https://user:hunter2@h/x") == "https://user:***@h/x"
+    for plain in ("http://127.0.0.1:8080/streams", "sqlite:////tmp/jobs.db", "a:b@c"):
+        assert redact(plain) == plain
