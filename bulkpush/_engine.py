@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Protocol
 
 from bulkpush._concurrency import AdaptiveLimit
+from bulkpush._dryrun import DryRunSender
 from bulkpush._http import HttpTransport
 from bulkpush._options import PushOptions
 from bulkpush._quota import Pacer, Quota
@@ -142,12 +143,16 @@ class Engine(AsyncResource):
         options: PushOptions | None = None,
         progress: Progress | None = None,
         on_record: RecordHook | None = None,
+        dry_run: bool = False,
     ) -> Pipeline:
         """The prepared run (the target's preflight done), for callers that drive it.
 
         Raises what the target's :meth:`~bulkpush._target.Target.prepare`
         raises, before anything is read. Iterate :meth:`Pipeline.events` (or
-        await :meth:`Pipeline.run`) to run it.
+        await :meth:`Pipeline.run`) to run it. ``dry_run``: the preflight
+        still runs, then the catalog is read, validated, cut and compressed
+        but no upload is sent (a :class:`~bulkpush._dryrun.DryRunSender`):
+        the report counts what would have been sent in ``would_send``.
         """
         opts = options or PushOptions()
         srcs = normalize_sources(sources)
@@ -163,6 +168,7 @@ class Engine(AsyncResource):
             progress=progress,
             on_record=on_record,
             total=total,
+            dry_run=dry_run,
         )
 
     def _pipeline(
@@ -176,6 +182,7 @@ class Engine(AsyncResource):
         progress: Progress | None,
         on_record: RecordHook | None,
         total: int | None,
+        dry_run: bool = False,
     ) -> Pipeline:
         settings = PipelineSettings(
             max_count=plan.max_count,
@@ -191,15 +198,25 @@ class Engine(AsyncResource):
         )
         rate = opts.rate if opts.rate is not None else plan.quota.rate
         compressor = Compressor(plan.compression)
-        sender = ChunkSender(
-            executor,
-            target,
-            plan,
-            pacer=self.pacer(plan.quota, rate),
-            limit=AdaptiveLimit(opts.concurrency, rate=rate),
-            compressor=compressor,
-            pinpoint=opts.pinpoint_rejects,
+        report = Report(
+            max_examples=opts.max_examples,
+            stream=plan.destination,
+            target=self.transport.base_url,
+            dry_run=dry_run,
         )
+        sender: ChunkSender | DryRunSender
+        if dry_run:
+            sender = DryRunSender(target, plan, report)
+        else:
+            sender = ChunkSender(
+                executor,
+                target,
+                plan,
+                pacer=self.pacer(plan.quota, rate),
+                limit=AdaptiveLimit(opts.concurrency, rate=rate),
+                compressor=compressor,
+                pinpoint=opts.pinpoint_rejects,
+            )
         validation = opts.validation
         if validation.max_product_bytes > plan.max_record_bytes:
             validation = replace(validation, max_product_bytes=plan.max_record_bytes)
@@ -209,11 +226,7 @@ class Engine(AsyncResource):
             compressor=compressor,
             validator=Validator(validation),
             settings=settings,
-            report=Report(
-                max_examples=opts.max_examples,
-                stream=plan.destination,
-                target=self.transport.base_url,
-            ),
+            report=report,
             rejects_path=opts.rejects_path,
             progress=progress,
             total_bytes=total,
@@ -227,13 +240,17 @@ class Engine(AsyncResource):
         *,
         options: PushOptions | None = None,
         progress: Progress | None = None,
+        dry_run: bool = False,
     ) -> Report:
         """Push a catalog to ``target``; return the final report.
 
         Raises :class:`~bulkpush.errors.RunStopped` (report attached) when the
-        run stopped before every product was sent.
+        run stopped before every product was sent. ``dry_run``: send nothing
+        (see :meth:`open_push`).
         """
-        pipeline = await self.open_push(target, sources, options=options, progress=progress)
+        pipeline = await self.open_push(
+            target, sources, options=options, progress=progress, dry_run=dry_run
+        )
         return await pipeline.run()
 
     async def stream_push(

@@ -2,13 +2,16 @@
 objects the library uses.
 
 Exit codes (a contract): 0 every product accepted; 1 finished with rejected
-products; 2 usage or input error; 3 run stopped by the API or the network.
+products; 2 usage or input error; 3 run stopped by the API or the network;
+4 interrupted (Ctrl-C, SIGTERM). A dry run (``push --dry-run``) exits 0 when
+no product would be rejected, 1 when some would.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import os
 import signal
 import sys
@@ -20,6 +23,7 @@ import click
 import orjson
 
 from bulkpush._http import TransportOptions
+from bulkpush._logging import current_format, log_outcome, setup_logging
 from bulkpush._version import __version__
 from bulkpush.cli_options import Connection, connection_options, push_options, stream_options
 from bulkpush.client import StreamClient
@@ -35,8 +39,10 @@ from bulkpush.errors import (
 )
 from bulkpush.pipeline import Pipeline
 from bulkpush.progress import make_progress
+from bulkpush.records import Outcome
 from bulkpush.report import Report
 from bulkpush.sources import open_source
+from bulkpush.targets.productsup_stream import DeleteResult
 from bulkpush.worker.jobs import JobOptions
 
 EXIT_OK = 0
@@ -48,6 +54,17 @@ EXIT_INTERRUPTED = 4
 INTERRUPT_GRACE_S = 10.0
 
 T = TypeVar("T")
+log = logging.getLogger("bulkpush.push")
+
+LOG_FORMAT_OPTION = click.option(
+    "--log-format",
+    type=click.Choice(["human", "json"]),
+    default="human",
+    show_default=True,
+    help="Log lines on stderr: human, or json (one object per line with time, level, "
+    "logger, message and fields; logs every retried request, 429, stop and warning, and "
+    "turns the progress display off).",
+)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -60,7 +77,10 @@ cli.add_command(emulator_command, name="emulator")
 
 
 def _fail(message: str, code: int) -> NoReturn:
-    click.echo(f"bulkpush: error: {message}", err=True)
+    if current_format() == "json":
+        log.error(message, extra={"event": "error", "exit_code": code})
+    else:
+        click.echo(f"bulkpush: error: {message}", err=True)
     sys.exit(code)
 
 
@@ -153,6 +173,14 @@ def _api_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     is_flag=True,
     help="No progress display and no summary (errors are still printed).",
 )
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Read, validate and cut the catalog and report what would be sent and rejected; "
+    "send no upload. The preflight (GET /streams/ID: the token, the stream and its type) "
+    "still runs, so a token is needed.",
+)
+@LOG_FORMAT_OPTION
 def push(
     sources: tuple[str, ...],
     stream_id: str,
@@ -160,8 +188,17 @@ def push(
     api: ApiArgs,
     options: JobOptions,
     quiet: bool,
+    dry_run: bool,
+    log_format: Literal["human", "json"],
 ) -> None:
     """Push catalogs (NDJSON, JSON array, CSV; .gz/.zst; - for stdin) to a stream."""
+    setup_logging(log_format)
+    if dry_run and not api.token:
+        _fail(
+            "no token: pass --token or set BULKPUSH_TOKEN (--dry-run sends no upload, "
+            "but its preflight, GET /streams/ID, checks the token and the stream)",
+            EXIT_USAGE,
+        )
     for src in sources:
         if src != "-" and not os.path.exists(src):
             _fail(f"cannot read {src}: no such file", EXIT_USAGE)
@@ -169,19 +206,31 @@ def push(
         push_options = options.push_options(stream_type=stream_type, rejects_path=options.rejects)
     except ConfigError as exc:
         _fail(str(exc), EXIT_USAGE)
-    progress = make_progress(enabled=not quiet)
+    # Nothing is answered in a dry run: its bar follows the products read. JSON logs
+    # are for a machine: no display redrawing between their lines.
+    progress = make_progress(
+        enabled=not quiet and log_format == "human",
+        basis="read" if dry_run else "acknowledged",
+    )
 
     async def run(client: StreamClient) -> Report:
         with _Signals(quiet=quiet) as signals:
             try:
-                signals.pipeline = await client.open_push(
-                    list(sources), stream=stream_id, options=push_options, progress=progress
+                signals.pipeline = await client.engine.open_push(
+                    client.target(stream_id),
+                    list(sources),
+                    options=push_options,
+                    progress=progress,
+                    dry_run=dry_run,
                 )
             except asyncio.CancelledError:
                 if signals.hits:
                     raise Interrupted("interrupted before anything was read") from None
                 raise
-            return await signals.pipeline.run()
+            async for event in signals.pipeline.events():
+                if isinstance(event, Outcome):
+                    log_outcome(log, event)
+            return signals.pipeline.report
 
     try:
         report = api.run(run)
@@ -191,6 +240,32 @@ def push(
         _fail(str(exc.cause or exc), _exit_code_for(exc.cause or exc))
     _finish(report, options.report, quiet)
     sys.exit(EXIT_REJECTED if report.rejected else EXIT_OK)
+
+
+def _log_finished(report: Report) -> None:
+    log.info(
+        "push %s: %d read, %d accepted, %d rejected, %d not sent",
+        "stopped" if report.stopped else "finished",
+        report.read,
+        report.accepted,
+        report.rejected,
+        report.not_sent,
+        extra={
+            "event": "finished",
+            "stream": report.stream,
+            "read": report.read,
+            "accepted": report.accepted,
+            "rejected": report.rejected,
+            "not_sent": report.not_sent,
+            "requests": report.requests,
+            "retries": report.retries,
+            "throttled": report.throttled,
+            "stopped": report.stopped,
+            "dry_run": report.dry_run,
+            "would_send": report.would_send,
+            "duration_s": round(report.duration_s, 3),
+        },
+    )
 
 
 class _Signals:
@@ -223,15 +298,19 @@ class _Signals:
                 self.task.cancel(reason)
             return
         if self.hits == 1:
-            click.echo(
-                f"bulkpush: {name}: stopping: reading no further, letting the requests in "
-                f"flight end (at most {INTERRUPT_GRACE_S:.0f} s); again to stop at once",
-                err=True,
+            message = (
+                f"{name}: stopping: reading no further, letting the requests in "
+                f"flight end (at most {INTERRUPT_GRACE_S:.0f} s); again to stop at once"
             )
+            if current_format() == "json":
+                log.warning(message, extra={"event": "interrupt", "signal": name})
+            else:
+                click.echo(f"bulkpush: {message}", err=True)
         self.pipeline.interrupt(reason, grace_s=INTERRUPT_GRACE_S if self.hits == 1 else 0)
 
 
 def _finish(report: Report, report_path: str | None, quiet: bool) -> None:
+    _log_finished(report)
     if report_path:
         report.write_json(report_path)
     if not quiet:
@@ -291,24 +370,34 @@ def delete(
 
     async def go(client: StreamClient) -> str:
         if delete_all:
-            await client.delete_all_products(stream_id)
-            return f"deleted all products of stream {stream_id}"
-        if len(ids) == 1:
-            await client.delete_product(stream_id, ids[0])
-            return f"deleted product {ids[0]} of stream {stream_id}"
-        source = _read_ids(ids_file) if ids_file else iter(ids)
-        result = await client.delete_products(stream_id, source)
-        return (
-            f"deleted {_plural(result.requested, 'product id')} of stream {stream_id} "
-            f"in {_plural(result.requests, 'request')}"
-        )
+            result = await client.delete_all_products(stream_id)
+        elif len(ids) == 1:
+            result = await client.delete_product(stream_id, ids[0])
+        else:
+            source = _read_ids(ids_file) if ids_file else iter(ids)
+            result = await client.delete_products(stream_id, source)
+        return _deleted_line(result, stream_id, every=delete_all)
 
     click.echo(api.run(go))
 
 
+def _deleted_line(result: DeleteResult, stream_id: str, *, every: bool) -> str:
+    """What a delete did, in the API's own count (``meta.deleted``), not the ids sent."""
+    where = f"of stream {stream_id}"
+    if every:
+        if result.deleted is None:
+            return f"deleted all products {where} (the API did not say how many)"
+        return f"the API deleted {_plural(result.deleted, 'product')} {where}"
+    asked = _plural(result.requested, "product id")
+    sent = f"in {_plural(result.requests, 'request')}"
+    if result.deleted is None:
+        return f"sent {asked} {where} for deletion {sent} (the API did not say how many it deleted)"
+    return f"the API deleted {result.deleted:,} of {asked} {where} {sent}"
+
+
 def _plural(count: int, noun: str) -> str:
     """``1 request``, ``2 requests``."""
-    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+    return f"{count:,} {noun}" if count == 1 else f"{count:,} {noun}s"
 
 
 @cli.group()

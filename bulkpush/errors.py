@@ -269,7 +269,7 @@ class QueueError(BulkpushError):
 
 
 class Interrupted(BulkpushError):
-    """Raised (as a run's stop cause) when the caller interrupted the run, e.g. Ctrl-C.
+    """Raised when the caller interrupted a run (Ctrl-C, SIGTERM): the run's stop cause.
 
     The products read and not answered are ``not_sent``; pushing the same
     catalog again is harmless (uploads are upserts).

@@ -13,6 +13,15 @@ The display shows products read / accepted / rejected, MB read, products/s,
 MB/s sent and, when the total source size is known, a bar and the ETA.
 Rates are over the last few seconds, so they follow the current speed.
 MB are decimal (10^6 bytes), as in the report.
+
+The bar and the ETA measure acknowledged products (``basis="acknowledged"``,
+the default): those the API answered (accepted or rejected) and those the
+client's checks rejected, not those read. Reading runs far ahead of sending
+(the queues and the in-flight budget hold tens of MB), so a bar of bytes read
+would show 45 % done with a sixth of the products answered. The pipeline
+counts answers in products, so their bytes are estimated from the average
+size of the products read so far (:func:`acknowledged_bytes`). A dry run,
+where nothing is answered, uses ``basis="read"``.
 """
 
 from __future__ import annotations
@@ -24,7 +33,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from types import TracebackType
-from typing import Protocol, TextIO
+from typing import Literal, Protocol, TextIO
 
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
@@ -32,7 +41,16 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-__all__ = ["LiveProgress", "NullProgress", "Progress", "make_progress"]
+__all__ = [
+    "Basis",
+    "LiveProgress",
+    "NullProgress",
+    "Progress",
+    "acknowledged_bytes",
+    "make_progress",
+]
+
+Basis = Literal["acknowledged", "read"]
 
 _MB = 1_000_000
 _RATE_WINDOW_S = 5.0  # rates and ETA follow the last few seconds, not the whole run
@@ -100,6 +118,7 @@ class LiveProgress:
     ``refresh_per_second`` bounds how often it redraws (from rich's refresh
     thread); ``auto_refresh=False`` turns that thread off (tests, or a caller
     that calls :meth:`refresh` itself). ``clock`` returns monotonic seconds.
+    ``basis``: what the bar and the ETA measure (see the module docstring).
     The display disappears on :meth:`close` (the run's summary follows it).
     """
 
@@ -110,8 +129,10 @@ class LiveProgress:
         refresh_per_second: float = 4.0,
         auto_refresh: bool = True,
         clock: Callable[[], float] = time.monotonic,
+        basis: Basis = "acknowledged",
     ) -> None:
         self.console = console
+        self.basis: Basis = basis
         self.refresh_per_second = refresh_per_second
         self.auto_refresh = auto_refresh
         self.records = 0
@@ -124,8 +145,8 @@ class LiveProgress:
         self._clock = clock
         self._started = clock()
         self._live: Live | None = None
-        # (time, records, source_bytes, bytes_sent); touched only when rendering.
-        self._samples: deque[tuple[float, int, int, int]] = deque()
+        # (time, records, source_bytes, bytes_sent, done_bytes); touched only when rendering.
+        self._samples: deque[tuple[float, int, int, int, int]] = deque()
         self._render_lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -193,6 +214,12 @@ class LiveProgress:
         if live is not None:
             live.stop()
 
+    def done_bytes(self) -> int:
+        """The source bytes the bar counts as done: acknowledged (estimated) or read."""
+        if self.basis == "read":
+            return self.source_bytes
+        return acknowledged_bytes(self.records, self.source_bytes, self.accepted + self.rejected)
+
     def __rich__(self) -> RenderableType:
         with self._render_lock:
             return self._render()
@@ -201,17 +228,18 @@ class LiveProgress:
         self.renders += 1
         now = self._clock()
         records, src, sent = self.records, self.source_bytes, self.bytes_sent
+        done = self.done_bytes()
         samples = self._samples
-        samples.append((now, records, src, sent))
+        samples.append((now, records, src, sent, done))
         while len(samples) > 2 and now - samples[1][0] >= _RATE_WINDOW_S:
             samples.popleft()
-        t0, r0, s0, b0 = samples[0]
+        t0, r0, _, b0, d0 = samples[0]
         if now - t0 < 0.5:  # too short a window: average since the start
-            t0, r0, s0, b0 = self._started, 0, 0, 0
+            t0, r0, b0, d0 = self._started, 0, 0, 0
         span = now - t0
         rec_rate = (records - r0) / span if span > 0 else 0.0
-        src_rate = (src - s0) / span if span > 0 else 0.0
         sent_rate = (sent - b0) / span if span > 0 else 0.0
+        done_rate = (done - d0) / span if span > 0 else 0.0
 
         counts = Text.assemble(
             ("products ", "dim"),
@@ -233,19 +261,40 @@ class LiveProgress:
                 (f"{src / _MB:,.1f} MB", "bold"), (" read  ", "dim"), (elapsed, "dim")
             )
             return Group(size, counts)
+        if self.basis == "read":
+            sizes = Text.assemble(
+                (f"{src / _MB:,.1f}/{total / _MB:,.1f} MB", "bold"), (" read  ", "dim")
+            )
+        else:
+            sizes = Text.assemble(
+                (f"{done / _MB:,.1f}/{total / _MB:,.1f} MB", "bold"),
+                (" done  ", "dim"),
+                (f"{src / _MB:,.1f} MB", "bold"),
+                (" read  ", "dim"),
+            )
         grid = Table.grid(padding=(0, 1))
         grid.add_row(
-            ProgressBar(total=total, completed=min(src, total), width=30),
-            Text(f"{min(src / total, 1.0):>4.0%}"),
+            ProgressBar(total=total, completed=min(done, total), width=30),
+            Text(f"{min(done / total, 1.0):>4.0%}"),
             Text.assemble(
-                (f"{src / _MB:,.1f}/{total / _MB:,.1f} MB", "bold"),
-                (" read  ", "dim"),
+                sizes,
                 (elapsed, "dim"),
                 ("  ETA ", "dim"),
-                (_eta(total - src, src_rate), "bold"),
+                (_eta(total - done, done_rate), "bold"),
             ),
         )
         return Group(grid, counts)
+
+
+def acknowledged_bytes(records: int, source_bytes: int, acknowledged: int) -> int:
+    """The source bytes of ``acknowledged`` of the ``records`` read (``source_bytes``),
+    estimated at the average size of a product read: the pipeline counts answers in
+    products. Never more than was read."""
+    if records <= 0 or acknowledged <= 0:
+        return 0
+    if acknowledged >= records:
+        return source_bytes
+    return source_bytes * acknowledged // records
 
 
 def _clock_text(seconds: float) -> str:
@@ -268,14 +317,17 @@ def _is_terminal(stream: TextIO) -> bool:
         return False
 
 
-def make_progress(*, enabled: bool, stream: TextIO | None = None) -> Progress:
+def make_progress(
+    *, enabled: bool, stream: TextIO | None = None, basis: Basis = "acknowledged"
+) -> Progress:
     """A live display on ``stream`` (default ``sys.stderr``), or a :class:`NullProgress`.
 
     The live display is used only when ``enabled`` (the CLI passes ``not
     --quiet``) and ``stream`` is a terminal that can redraw (not
     ``TERM=dumb``); piped or redirected output gets no progress at all.
+    ``basis``: what its bar and ETA measure (``"read"`` for a dry run).
     """
     stream = sys.stderr if stream is None else stream
     if not enabled or not _is_terminal(stream) or os.environ.get("TERM") == "dumb":
         return NullProgress()
-    return LiveProgress(console=Console(file=stream, force_terminal=True))
+    return LiveProgress(console=Console(file=stream, force_terminal=True), basis=basis)

@@ -71,7 +71,7 @@ def test_renders_products_mb_rates_and_eta() -> None:
     assert "1,000,000 read" in text
     assert "999,000 accepted" in text
     assert "567 rejected" in text
-    assert "200.0/500.0 MB read" in text
+    assert "199.9/500.0 MB done  200.0 MB read" in text  # 999,567 of 1,000,000 answered
     assert "40%" in text
     assert "100,000 products/s" in text
     assert "10.0 MB/s sent" in text

@@ -43,6 +43,10 @@ def merge_reports(reports: Iterable[Mapping[str, Any]], *, max_examples: int = 5
         out.bytes_sent += int(part.bytes_sent)
         out.unattributed_total += int(part.unattributed_total)
         out.chunk_errors_total += int(part.chunk_errors_total)
+        out.dry_run = out.dry_run or bool(part.dry_run)
+        out.would_send += int(part.would_send)
+        out.would_send_requests += int(part.would_send_requests)
+        out.would_send_bytes += int(part.would_send_bytes)
         for b in part.batches:
             if b not in seen_batches:
                 seen_batches.add(b)

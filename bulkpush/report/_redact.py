@@ -20,8 +20,13 @@ _SECRET_PATTERNS = (
 )
 
 
+# scheme://user:password@host: the password (redis://:password@host has no user).
+_URL_PASSWORD = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^\s/@:]*:)[^\s/@]+@")
+
+
 def redact(message: str) -> str:
-    """``message`` with anything that looks like a credential replaced by ``***``."""
+    """``message`` with anything that looks like a credential replaced by ``***``:
+    tokens, keys and passwords, also a URL's password (``https://user:***@host``)."""
     for pattern in _SECRET_PATTERNS:
         message = pattern.sub(r"\1\2***", message)
-    return message
+    return _URL_PASSWORD.sub(r"\1***@", message)

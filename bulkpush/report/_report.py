@@ -53,6 +53,10 @@ class Report:
     Counters (public, read them freely): ``read``, ``accepted``, ``rejected``,
     ``not_sent``, ``requests``, ``retries``, ``throttled``, ``bytes_read``,
     ``bytes_sent``, ``batches``, ``duration_s``.
+
+    ``dry_run``: the report of a run that sent nothing (a dry run): the
+    products that would have been sent are ``not_sent`` and also counted in
+    ``would_send``, with ``would_send_requests`` and ``would_send_bytes``.
     """
 
     def __init__(
@@ -63,6 +67,7 @@ class Report:
         target: str | None = None,
         max_messages: int = 1000,
         clock: Callable[[], float] = time.monotonic,
+        dry_run: bool = False,
     ) -> None:
         if max_examples < 0 or max_messages < 1:
             raise ValueError("max_examples must be >= 0 and max_messages >= 1")
@@ -77,6 +82,10 @@ class Report:
         self.rejected_upload = 0
         self.unattributed_total = 0
         self.not_sent = 0
+        self.dry_run = dry_run
+        self.would_send = 0
+        self.would_send_requests = 0
+        self.would_send_bytes = 0
         self.requests = 0
         self.retries = 0
         self.throttled = 0
@@ -198,6 +207,13 @@ class Report:
             if len(self.chunk_errors) < _MAX_CHUNK_ERRORS:
                 self.chunk_errors.append(_chunk_error(outcome))
 
+    def add_would_send(self, n: int, *, nbytes: int = 0) -> None:
+        """Count ``n`` products a dry run would have sent in one request of ``nbytes``
+        body bytes. They are not sent: the chunk's outcome counts them ``not_sent``."""
+        self.would_send += n
+        self.would_send_requests += 1
+        self.would_send_bytes += nbytes
+
     def add_not_sent(self, n: int) -> None:
         """Count ``n`` records read but never put in a chunk (the run stopped)."""
         self.not_sent += n
@@ -272,6 +288,10 @@ class Report:
             chunk_errors_total=self.chunk_errors_total,
             anomalies=list(self.anomalies),
             stopped=self.stopped,
+            dry_run=self.dry_run,
+            would_send=self.would_send,
+            would_send_requests=self.would_send_requests,
+            would_send_bytes=self.would_send_bytes,
             stream=self.stream,
             target=self.target,
             rejects_file=self.rejects_path,

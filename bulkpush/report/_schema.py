@@ -123,6 +123,10 @@ class ReportData:
     chunk_errors_total: int = 0
     anomalies: list[str] = field(default_factory=list)
     stopped: str | None = None
+    dry_run: bool = False
+    would_send: int = 0
+    would_send_requests: int = 0
+    would_send_bytes: int = 0
     stream: str | None = None
     target: str | None = None
     rejects_file: str | None = None

@@ -29,17 +29,30 @@ def render_summary(d: Mapping[str, Any], *, top: int = 5, max_unattributed: int 
     r = ReportData.from_dict(d)
     duration = float(r.duration_s)
     lines: list[str] = []
-    where = f" to stream {r.stream}" if r.stream else ""
     status = "stopped early" if r.stopped else "done"
-    lines.append(f"bulkpush {status}{where}: {_n(r.read)} products in {duration:,.1f} s")
+    if r.dry_run:
+        where = f" for stream {r.stream}" if r.stream else ""
+        status = f"dry run {status}{where}, nothing sent"
+    else:
+        status += f" to stream {r.stream}" if r.stream else ""
+    lines.append(f"bulkpush {status}: {_n(r.read)} products in {duration:,.1f} s")
     if duration > 0:
-        lines.append(
+        rates = (
             f"  throughput  {_n(round(r.read / duration))} products/s, "
-            f"read {_mb(r.bytes_read)} ({r.bytes_read / MB / duration:,.1f} MB/s), "
-            f"sent {_mb(r.bytes_sent)} ({r.bytes_sent / MB / duration:,.1f} MB/s)"
+            f"read {_mb(r.bytes_read)} ({r.bytes_read / MB / duration:,.1f} MB/s)"
         )
-    w = max(len(_n(n)) for n in (r.read, r.accepted, r.rejected, r.not_sent))
-    lines.append(f"  accepted    {_n(r.accepted):>{w}}")
+        if not r.dry_run:
+            rates += f", sent {_mb(r.bytes_sent)} ({r.bytes_sent / MB / duration:,.1f} MB/s)"
+        lines.append(rates)
+    counts = (r.read, r.accepted, r.rejected, r.not_sent, r.would_send)
+    w = max(len(_n(n)) for n in counts)
+    if r.dry_run:
+        lines.append(
+            f"  would send  {_n(r.would_send):>{w}}  "
+            f"(in {_count(r.would_send_requests, 'request')}, {_mb(r.would_send_bytes)})"
+        )
+    else:
+        lines.append(f"  accepted    {_n(r.accepted):>{w}}")
     rej = f"  rejected    {_n(r.rejected):>{w}}"
     if r.rejected:
         by_stage = r.rejected_by_stage
@@ -52,6 +65,9 @@ def render_summary(d: Mapping[str, Any], *, top: int = 5, max_unattributed: int 
         rej += ")"
     lines.append(rej)
     lines.append(f"  not sent    {_n(r.not_sent):>{w}}")
+    if r.dry_run:
+        lines.extend(_footer(r, top, max_unattributed))
+        return "\n".join(lines)
     pin = r.pinpoint
     req = (
         f"  requests    {_n(r.requests):>{w}}  (retries {_n(r.retries)}, "
@@ -61,6 +77,13 @@ def render_summary(d: Mapping[str, Any], *, top: int = 5, max_unattributed: int 
         req += f", pinpointing {_n(pin['requests'])} ({_mb(pin.get('bytes_sent', 0))})"
     lines.append(req + ")")
     lines.append(f"  batches     {_n(len(r.batches)):>{w}}")
+    lines.extend(_footer(r, top, max_unattributed))
+    return "\n".join(lines)
+
+
+def _footer(r: ReportData, top: int, max_unattributed: int) -> list[str]:
+    """The balance warning, the stop, errors, unattributed, anomalies, rejects file."""
+    lines: list[str] = []
     if not r.balanced:
         lines.append(
             "  WARNING: the accounting does not balance "
@@ -79,7 +102,7 @@ def render_summary(d: Mapping[str, Any], *, top: int = 5, max_unattributed: int 
         again = f" --stream {r.stream}" if r.stream else ""
         lines.append(f"Rejects file: {r.rejects_file}{n}")
         lines.append(f"  fix them and push again: bulkpush push {r.rejects_file}{again}")
-    return "\n".join(lines)
+    return lines
 
 
 def _errors(r: ReportData, top: int) -> list[str]:

@@ -9,18 +9,18 @@ by the worker from that environment variable; it is never queued).
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import Any, Literal, NoReturn, TypeVar
 
 import click
 import orjson
 
+from bulkpush._logging import setup_logging
 from bulkpush.cli_options import (
     POSITIVE,
     Connection,
@@ -122,6 +122,14 @@ _queue_option = click.option(
     "it before it fails.",
 )
 @click.option("--verbose", "-v", is_flag=True, help="Log each part.")
+@click.option(
+    "--log-format",
+    type=click.Choice(["human", "json"]),
+    default="human",
+    show_default=True,
+    help="Log lines on stderr: human, or json (one object per line with time, level, "
+    "logger, message and fields; INFO and above).",
+)
 def worker_command(  # noqa: PLR0917 - click passes options positionally
     queue_url: str | None,
     http_addr: str | None,
@@ -130,12 +138,10 @@ def worker_command(  # noqa: PLR0917 - click passes options positionally
     poll: float,
     token_wait: float,
     verbose: bool,
+    log_format: Literal["human", "json"],
 ) -> None:
     """Run load jobs from the queue until stopped (SIGTERM/SIGINT: drain; twice: exit now)."""
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(message)s",
-    )
+    setup_logging(log_format, verbose=verbose)
     http_token = None
     if http_addr:
         http_token = os.environ.get(http_token_env)

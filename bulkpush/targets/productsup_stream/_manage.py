@@ -32,6 +32,7 @@ from bulkpush.targets.productsup_stream._wire import (
     Stream,
     StreamType,
     batch_path,
+    deleted_count,
     product_path,
     products_path,
     stream_path,
@@ -199,10 +200,11 @@ class StreamManager:
         path = products_path(stream_id)
         total = requests = 0
         status = 0
+        deleted: int | None = None
         batch: list[bytes] = []
 
         async def flush() -> None:
-            nonlocal requests, status
+            nonlocal requests, status, deleted
             if not batch:
                 return
             resp = await self._call(
@@ -215,6 +217,9 @@ class StreamManager:
             )
             requests += 1
             status = resp.status
+            n = deleted_count(resp.json())
+            if n is not None:
+                deleted = (deleted or 0) + n
             batch.clear()
 
         for pid in ids:
@@ -223,7 +228,7 @@ class StreamManager:
             if len(batch) >= per_request:
                 await flush()
         await flush()
-        return DeleteResult(requested=total, status=status, requests=requests)
+        return DeleteResult(requested=total, status=status, requests=requests, deleted=deleted)
 
     async def delete_all_products(self, stream_id: str) -> DeleteResult:
         resp = await self._call(
@@ -233,7 +238,7 @@ class StreamManager:
             params={"all": "true"},
             rate=STREAM_API.products_rate_per_s,
         )
-        return DeleteResult(requested=0, status=resp.status)
+        return DeleteResult(requested=0, status=resp.status, deleted=deleted_count(resp.json()))
 
     async def delete_product(self, stream_id: str, product_id: str) -> DeleteResult:
         resp = await self._call(
@@ -242,7 +247,7 @@ class StreamManager:
             "products",
             rate=STREAM_API.products_rate_per_s,
         )
-        return DeleteResult(requested=1, status=resp.status)
+        return DeleteResult(requested=1, status=resp.status, deleted=deleted_count(resp.json()))
 
     async def batch(self, stream_id: str, batch_id: str) -> Batch:
         resp = await self._call(

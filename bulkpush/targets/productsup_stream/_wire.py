@@ -22,6 +22,7 @@ __all__ = [
     "Stream",
     "StreamType",
     "batch_path",
+    "deleted_count",
     "is_batch_document",
     "product_path",
     "products_path",
@@ -109,11 +110,21 @@ class Batch:
 
 @dataclass(frozen=True, slots=True)
 class DeleteResult:
-    """What a delete request did: how many ids were sent, the API's answer."""
+    """What a delete did: ``requested`` ids sent (0 for "all") in ``requests`` requests,
+    the last answer's ``status``, and ``deleted``: how many products the API says it
+    deleted (its ``meta.deleted``, summed over the requests), None when no answer said."""
 
     requested: int
     status: int
     requests: int = 1
+    deleted: int | None = None
+
+
+def deleted_count(body: Any) -> int | None:
+    """``meta.deleted`` of a delete's answer: the products the API deleted, None if absent."""
+    meta = body.get("meta") if isinstance(body, dict) else None
+    n = meta.get("deleted") if isinstance(meta, dict) else None
+    return n if isinstance(n, int) and not isinstance(n, bool) and n >= 0 else None
 
 
 def is_batch_document(body: Any) -> bool:
