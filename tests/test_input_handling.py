@@ -240,3 +240,65 @@ async def test_bytes_read_counts_blank_lines_and_every_other_byte(
             assert report.bytes_read == size, path
         report = await client.push([str(plain), str(csv)], stream=sid)
         assert report.bytes_read == len(data) + csv.stat().st_size
+
+
+# --- 3. CSV delimiters ---------------------------------------------------------------
+
+SEMICOLONS = "\ufeffid;title;price\r\n1;Chemise, bleue;9,99\r\n2;Pull;19,50\r\n".encode()
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (SEMICOLONS, [{"id": "1", "title": "Chemise, bleue", "price": "9,99"}]),
+        (b"id\ttitle\n1\tA, B; C\n", [{"id": "1", "title": "A, B; C"}]),
+        (b'"a|b"|title\n1|x\n', [{"a|b": "1", "title": "x"}]),  # quoted: not counted
+        (b"\n\nid,title\n1,x\n", [{"id": "1", "title": "x"}]),
+        (b"id\n1\n", [{"id": "1"}]),
+    ],
+)
+def test_the_csv_delimiter_is_sniffed_from_the_header(
+    data: bytes, expected: list[dict[str, str]]
+) -> None:
+    out = read(data, name="c.csv")
+    assert all(isinstance(r, Record) for r in out)
+    assert [orjson.loads(r.raw) for r in out][: len(expected)] == expected
+
+
+def test_a_given_csv_delimiter_wins_over_sniffing() -> None:
+    # The header has more commas than semicolons; the caller knows better.
+    data = b"id;title,with,commas\n1;x\n"
+    (one,) = read(data, name="c.csv", csv_delimiter=";")
+    assert isinstance(one, Record) and orjson.loads(one.raw) == {
+        "id": "1",
+        "title,with,commas": "x",
+    }
+
+
+def test_the_csv_delimiter_option_reaches_push_options() -> None:
+    from bulkpush.errors import ConfigError
+    from bulkpush.worker.jobs import JobOptions
+
+    assert JobOptions(csv_delimiter=";").push_options().csv_delimiter == ";"
+    assert PushOptions().csv_delimiter is None
+    for bad in (";;", '"', "\n", ""):
+        with pytest.raises(ConfigError, match="csv_delimiter"):
+            PushOptions(csv_delimiter=bad)
+
+
+async def test_a_semicolon_csv_with_a_bom_through_the_cli(
+    emu_factory: EmulatorFactory, tmp_path: Path
+) -> None:
+    emu = await emu_factory()
+    sid = emu.create_stream("csv", "chunked")
+    path = tmp_path / "export.csv"
+    path.write_bytes(SEMICOLONS)
+    code, _, err = await cli(emu, "push", str(path), "--stream", sid, "-q")
+    assert code == 0, err
+    stored = {k: orjson.loads(v) for k, v in emu.products(sid).items()}
+    assert stored == {
+        "1": {"id": "1", "title": "Chemise, bleue", "price": "9,99"},
+        "2": {"id": "2", "title": "Pull", "price": "19,50"},
+    }
+    code, _, err = await cli(emu, "push", str(path), "--stream", sid, "--csv-delimiter", "ab")
+    assert code == 2 and "--csv-delimiter" in err
