@@ -302,3 +302,61 @@ async def test_a_semicolon_csv_with_a_bom_through_the_cli(
     }
     code, _, err = await cli(emu, "push", str(path), "--stream", sid, "--csv-delimiter", "ab")
     assert code == 2 and "--csv-delimiter" in err
+
+
+# --- 6. the ids of products too large to send ----------------------------------------
+
+
+def test_prefix_id_reads_an_early_id_and_only_the_first_bytes() -> None:
+    from bulkpush.validation import prefix_id
+
+    tail = b'"' + b"x" * 3_000_000  # never closed: not JSON
+    assert prefix_id(b'{"id":"a1",' + tail) == "a1"
+    assert prefix_id(b' {"sku": "s", "n": -1.5e3, "ok": true, "id" : 12 , "t":' + tail) == "12"
+    assert prefix_id(b'{"id":"\\u00e9"}') == "é"
+    assert prefix_id(b'{"id": 1.50}') == "1.5"  # as Record.product_id spells it
+    for raw in (
+        b'{"id":null,' + tail,
+        b'{"id":"",' + tail,
+        b'{"id":true}',
+        b'{"a":{"id":1},"id":2}',  # after a nested value: not early enough to read
+        b'{"t":"x","id":"cut',
+        b'{"pad":"' + b"p" * 70_000 + b'","id":"late"}',  # past the bytes looked at
+    ):
+        assert prefix_id(raw) is None, raw[:30]
+
+
+@pytest.mark.parametrize("level", ["full", "light"])
+def test_a_product_too_large_gets_its_id_without_a_parse(level: Any) -> None:
+    from bulkpush.validation import MSG_TOO_LARGE, ValidationOptions, Validator
+
+    validate = Validator(ValidationOptions(level=level))
+    cut = Record("c", 1, 0, b'{"id":"big-1","text":"' + b"x" * 2_000_000)
+    rejection = validate(cut)
+    assert rejection is not None and rejection.message == MSG_TOO_LARGE
+    assert cut.id == "big-1" and cut.product_id() == "big-1"
+
+
+async def test_products_too_large_reach_the_rejects_file_with_their_ids(
+    emu_factory: EmulatorFactory, tmp_path: Path
+) -> None:
+    emu = await emu_factory()
+    sid = emu.create_stream("large", "chunked")
+    huge = b'{"id":"huge-3mb","text":"' + b"x" * 3_000_000 + b'"}'
+    large = b'{"id":"large-1.5mb","text":"' + b"y" * 1_500_000 + b'"}'
+    path = tmp_path / "c.ndjson"
+    path.write_bytes(huge + b"\n" + large + b'\n{"id":"ok","t":"x"}\n')
+    rejects, report = tmp_path / "rejects.ndjson", tmp_path / "report.json"
+    code, _, err = await cli(
+        emu, "push", str(path), "--stream", sid, "-q",
+        "--rejects", str(rejects), "--report", str(report),
+    )  # fmt: skip
+    assert code == 1, err
+    lines = [orjson.loads(ln) for ln in rejects.read_bytes().splitlines()]
+    by_line = {ln["line"]: ln for ln in lines}
+    assert isinstance(by_line[1]["product"], str)  # cut short: kept as text
+    assert isinstance(by_line[2]["product"], dict)
+    assert by_line[1]["id"] == "huge-3mb" and by_line[2]["id"] == "large-1.5mb"
+    (entry,) = orjson.loads(report.read_bytes())["errors"]
+    assert [ex["id"] for ex in entry["examples"]] == ["huge-3mb", "large-1.5mb"]
+    assert list(emu.products(sid)) == ["ok"]
