@@ -270,7 +270,7 @@ def push_options(fn: Command) -> Command:
                 default="full",
                 show_default=True,
                 help="full: parse and check every product before sending; light: only its "
-                "size and shape, the API checks the rest.",
+                'size, shape and an "id" in it, the API checks the rest.',
             ),
             click.option(
                 "--flatten",

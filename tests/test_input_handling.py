@@ -360,3 +360,49 @@ async def test_products_too_large_reach_the_rejects_file_with_their_ids(
     (entry,) = orjson.loads(report.read_bytes())["errors"]
     assert [ex["id"] for ex in entry["examples"]] == ["huge-3mb", "large-1.5mb"]
     assert list(emu.products(sid)) == ["ok"]
+
+
+# --- 5. a catalog with no products -----------------------------------------------------
+
+
+async def test_an_empty_file_is_named_on_stderr_and_exits_0(
+    emu_factory: EmulatorFactory, tmp_path: Path
+) -> None:
+    emu = await emu_factory()
+    sid = emu.create_stream("empty", "chunked")
+    empty = tmp_path / "empty.ndjson"
+    empty.write_bytes(b"")
+    blank = tmp_path / "blank.ndjson"
+    blank.write_bytes(b"\n  \n\r\n")
+    good = tmp_path / "good.ndjson"
+    good.write_bytes(products(3))
+    code, out, err = await cli(emu, "push", str(empty), "--stream", sid)
+    assert code == 0, err
+    assert "done: 0 products" in out
+    assert f"bulkpush: warning: {empty} holds no products" in err
+    code, _, err = await cli(emu, "push", str(blank), "--stream", sid, "-q")
+    assert code == 0 and f"{blank} holds no products" in err
+    code, _, err = await cli(emu, "push", "-", "--stream", sid, "-q", stdin=b"")
+    assert code == 0 and "<stdin> holds no products" in err
+    # Among other files, an empty one is still named; the others are not.
+    code, _, err = await cli(emu, "push", str(good), str(empty), "--stream", sid, "-q")
+    assert code == 0 and f"{empty} holds no products" in err and str(good) not in err
+    code, _, err = await cli(emu, "push", str(good), "--stream", sid, "-q")
+    assert code == 0 and "warning" not in err
+
+
+# --- 7. light validation and the README agree ------------------------------------------
+
+
+def test_light_validation_checks_what_the_readme_says() -> None:
+    from bulkpush.validation import MSG_MISSING_ID, ValidationOptions, Validator
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    choices = readme.split("## Choices made where the API documentation is silent")[1]
+    light = " ".join(choices[choices.index("`light`") :].split("\n- ")[0].split())
+    assert 'checks size, shape (`{` … `}` on one line) and that `"id"` appears' in light
+    assert "the API names only one product per error message per request" in light
+    validate = Validator(ValidationOptions(level="light"))
+    missing = validate(Record("c", 1, 0, b'{"title":"no id"}'))
+    assert missing is not None and missing.message == MSG_MISSING_ID
+    assert validate(Record("c", 1, 0, b'{"id":"1","title":"x"}')) is None
