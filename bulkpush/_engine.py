@@ -194,6 +194,7 @@ class Engine(AsyncResource):
             target_bytes=plan.target_bytes,
             body_format=plan.body_format,
             format=opts.format,
+            csv_delimiter=opts.csv_delimiter,
             inflight_bytes=max(opts.concurrency.inflight_bytes, plan.inflight_bytes or 0),
         )
         rate = opts.rate if opts.rate is not None else plan.quota.rate

@@ -24,7 +24,9 @@ class PushOptions:
     """Everything a push can be told; the CLI and the worker build this same object.
 
     For every target: ``format`` of the sources (None: detected);
-    ``validation``; ``compression`` (None: the target's choice);
+    ``csv_delimiter``: one character separating the cells of CSV sources
+    (None: sniffed from each header line, the most frequent of ``,`` ``;``
+    tab ``|``); ``validation``; ``compression`` (None: the target's choice);
     ``max_products_per_request`` (None: the target's limit);
     ``request_bytes``: the body size (before compression) a chunk is cut at
     (None: the target's choice); ``rate``: requests per second for the
@@ -42,6 +44,7 @@ class PushOptions:
     """
 
     format: Format | None = None
+    csv_delimiter: str | None = None
     validation: ValidationOptions = field(default_factory=ValidationOptions)
     compression: CompressionOptions | None = None
     max_products_per_request: int | None = None
@@ -58,6 +61,11 @@ class PushOptions:
     referenced_max_bytes: int | None = None
 
     def __post_init__(self) -> None:
+        d = self.csv_delimiter
+        if d is not None and (len(d) != 1 or d in '"\r\n'):
+            raise ConfigError(
+                f"csv_delimiter must be one character, not a quote or a line break: {d!r}"
+            )
         if self.max_products_per_request is not None and self.max_products_per_request < 1:
             raise ConfigError("max_products_per_request must be at least 1")
         if self.rate is not None and not (math.isfinite(self.rate) and self.rate > 0):

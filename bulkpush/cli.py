@@ -10,6 +10,7 @@ no product would be rejected, 1 when some would.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import os
@@ -239,6 +240,7 @@ def push(
         _finish(report, options.report, quiet)
         _fail(str(exc.cause or exc), _exit_code_for(exc.cause or exc))
     _finish(report, options.report, quiet)
+    _warn_empty(sources, report)
     sys.exit(EXIT_REJECTED if report.rejected else EXIT_OK)
 
 
@@ -266,6 +268,22 @@ def _log_finished(report: Report) -> None:
             "duration_s": round(report.duration_s, 3),
         },
     )
+
+
+def _warn_empty(sources: tuple[str, ...], report: Report) -> None:
+    """Warn about sources that held no products: the exit code (0) cannot say it.
+
+    Printed with ``--quiet`` too: an empty catalog is most often the wrong file.
+    All of them when nothing was read; else the files that are empty on disk.
+    """
+    for src in sources:
+        empty = report.read == 0
+        if not empty and src != "-":
+            with contextlib.suppress(OSError):
+                empty = os.path.getsize(src) == 0
+        if empty:
+            name = "<stdin>" if src == "-" else src
+            click.echo(f"bulkpush: warning: {name} holds no products", err=True)
 
 
 class _Signals:

@@ -8,7 +8,7 @@ instead of a dozen parameters:
   ``stream_type``;
 - :func:`connection_options`: ``--api-url``, ``--ca-bundle``, ``--insecure``,
   ``--integration`` → ``connection: Connection``;
-- :func:`push_options`: ``--report``, ``--rejects``, ``--format``,
+- :func:`push_options`: ``--report``, ``--rejects``, ``--format``, ``--csv-delimiter``,
   ``--compression``, ``--gzip-level``, ``--rate``, ``--pinpoint-rejects``,
   ``--validation``, ``--flatten``, ``--separator``, ``--max-products``,
   ``--request-mb``, ``--body-format``, ``--lock-deadline``,
@@ -64,6 +64,19 @@ def _check_gzip_level(ctx: click.Context, param: click.Parameter, value: int | N
         except ConfigError as exc:
             raise click.BadParameter(str(exc), ctx, param) from None
     return value
+
+
+def _check_csv_delimiter(
+    ctx: click.Context, param: click.Parameter, value: str | None
+) -> str | None:
+    if value is None:
+        return None
+    char = "\t" if value.lower() in ("tab", "\\t") else value
+    if len(char) != 1 or char in '"\r\n':
+        raise click.BadParameter(
+            f"{value!r}: give one character (or 'tab'), not a quote or a line break"
+        )
+    return char
 
 
 def _apply(fn: Command, options: list[Callable[[Command], Command]]) -> Command:
@@ -165,6 +178,7 @@ def push_options(fn: Command) -> Command:
         report_path: str | None,
         rejects_path: str | None,
         fmt: Any,
+        csv_delimiter: str | None,
         compression: Any,
         gzip_level: int | None,
         rate: float | None,
@@ -182,6 +196,7 @@ def push_options(fn: Command) -> Command:
         _check_flatten(flatten=flatten, validation=validation, separator=separator)
         options = JobOptions(
             format=fmt,
+            csv_delimiter=csv_delimiter,
             compression=compression,
             gzip_level=gzip_level,
             rate=rate,
@@ -221,6 +236,13 @@ def push_options(fn: Command) -> Command:
                 help="Source format (default: from the name and content).",
             ),
             click.option(
+                "--csv-delimiter",
+                callback=_check_csv_delimiter,
+                metavar="CHAR",
+                help="The cell separator of CSV sources: one character, or 'tab' (default: "
+                "sniffed from the header line, the most frequent of , ; tab |).",
+            ),
+            click.option(
                 "--compression",
                 type=click.Choice(["gzip", "none"]),
                 help="Request bodies (default: gzip for chunked streams, none for referenced).",
@@ -248,7 +270,7 @@ def push_options(fn: Command) -> Command:
                 default="full",
                 show_default=True,
                 help="full: parse and check every product before sending; light: only its "
-                "size and shape, the API checks the rest.",
+                'size, shape and an "id" in it, the API checks the rest.',
             ),
             click.option(
                 "--flatten",

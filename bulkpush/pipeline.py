@@ -86,6 +86,7 @@ class PipelineSettings:
 
     ``read_cap``: the most bytes of one line (CSV row, JSON element) a source
     holds; a longer one is kept cut short, enough to be rejected as too large.
+    ``csv_delimiter``: of CSV sources (None: sniffed from each header line).
     """
 
     max_count: int
@@ -95,6 +96,7 @@ class PipelineSettings:
     target_bytes: int | None = None
     body_format: BodyFormat = "ndjson"
     format: Format | None = None
+    csv_delimiter: str | None = None
     inflight_bytes: int = 192 * 1024 * 1024
     compress_workers: int = field(default_factory=lambda: max(2, os.cpu_count() or 2))
     queue_chunks: int = 2
@@ -143,20 +145,36 @@ class _Reader:
         self.stopped_early = False
         self.fed = 0
         self.cut = 0
+        self.bytes_read = 0
+
+    def _count(self, nbytes: int) -> None:
+        self.bytes_read += nbytes
 
     def _items(self, sources: Iterable[Source]) -> Iterator[Record | Rejection]:
         cap = self.settings.read_cap
+        fmt = self.settings.format
+        delimiter = self.settings.csv_delimiter
+        # Files count every byte read (blank lines too) as they read them.
+        count = self._count
         for src in sources:
             if isinstance(src, FileRange):
-                yield from src.records(format=self.settings.format, max_record_bytes=cap)
+                yield from src.records(
+                    format=fmt, max_record_bytes=cap, csv_delimiter=delimiter, on_bytes=count
+                )
             elif isinstance(src, str | os.PathLike) or hasattr(src, "read"):
                 yield from iter_records(
                     src,  # type: ignore[arg-type]
-                    format=self.settings.format,
+                    format=fmt,
                     max_record_bytes=cap,
+                    csv_delimiter=delimiter,
+                    on_bytes=count,
                 )
             else:
-                yield from iter_objects(src, max_record_bytes=cap)
+                # Python objects have no bytes: count them as the NDJSON lines they make.
+                for item in iter_objects(src, max_record_bytes=cap):
+                    record = item.record if isinstance(item, Rejection) else item
+                    self.bytes_read += len(record.raw) + 1
+                    yield item
 
     def _encode(self, st: _Step, chunks: list[Chunk]) -> None:
         for chunk in chunks:
@@ -165,6 +183,14 @@ class _Reader:
 
     def step(self) -> _Step:
         st = _Step()
+        bytes_before = self.bytes_read
+        try:
+            self._step(st)
+        finally:
+            st.source_bytes = self.bytes_read - bytes_before
+        return st
+
+    def _step(self, st: _Step) -> None:
         validator = self.validator
         feed = self.chunker.feed
         try:
@@ -174,14 +200,12 @@ class _Reader:
                 self.stopped_early = True
                 st.done = True
                 self._encode(st, self.chunker.flush())
-                return st
+                return
             for item in self.items:
                 st.read += 1
                 if isinstance(item, Rejection):
-                    st.source_bytes += len(item.record.raw) + 1
                     st.rejections.append(item)
                 else:
-                    st.source_bytes += len(item.raw) + 1
                     rejection = validator(item)
                     if rejection is not None:
                         st.rejections.append(rejection)
@@ -191,14 +215,22 @@ class _Reader:
                         if done:
                             self._encode(st, done)
                 if st.chunks or st.read >= _STEP_RECORDS:
-                    return st
+                    return
             st.done = True
             self._encode(st, self.chunker.flush())
+        except OSError as exc:
+            self._source_failed(st, SourceError(f"reading the catalog failed: {exc}"))
+        except SourceError as exc:
+            self._source_failed(st, exc)
         except BulkpushError as exc:
             st.error = exc
-        except OSError as exc:
-            st.error = SourceError(f"reading the catalog failed: {exc}")
-        return st
+
+    def _source_failed(self, st: _Step, exc: SourceError) -> None:
+        # What was read before the failure (the intact part of a truncated
+        # file) is still chunked and sent; the run then stops with the error.
+        st.done = True
+        st.error = exc
+        self._encode(st, self.chunker.flush())
 
 
 def _observed(
@@ -216,6 +248,9 @@ class Pipeline:
     and each client-side :class:`Rejection` as they happen) or :meth:`run`
     for the final :class:`Report`. Either raises :class:`RunStopped` (with
     the report attached) when the run stopped before every record was sent.
+    A source that fails mid-way (a truncated gzip file) stops reading; the
+    records read before the failure are still sent, then the run raises
+    :class:`RunStopped` caused by the :class:`SourceError`.
 
     ``on_record``, when given, is called with every record read, in read
     order, before it is validated — also with the record of a
@@ -257,6 +292,7 @@ class Pipeline:
         self._fail_now: Callable[[BulkpushError], None] | None = None
         self._grace: asyncio.TimerHandle | None = None
         self._reader: _Reader | None = None
+        self._source_error: SourceError | None = None
 
     def __repr__(self) -> str:
         return f"Pipeline(read={self.report.read}, stopped={self.stop_cause is not None})"
@@ -345,6 +381,9 @@ class Pipeline:
                 # Everything in flight ended within the grace period: the run
                 # still stopped before the end of its sources.
                 self.stop_cause = self._interrupted
+            if self.stop_cause is None and self._source_error is not None:
+                # A source failed mid-way: what was read before it was sent.
+                self.stop_cause = self._source_error
             self.progress.close()
             await self.compressor.aclose()
             if rejects is not None:
@@ -424,7 +463,10 @@ class Pipeline:
                             await encoded.put((ticket, chunk, body))
                     for rej in st.rejections:
                         await emit(rej)
-                    if st.error is not None:
+                    if isinstance(st.error, SourceError):
+                        # The reader flushed what it read: let it be sent, then stop.
+                        self._source_error = st.error
+                    elif st.error is not None:
                         fail(st.error)
                     if st.done:
                         return

@@ -30,9 +30,12 @@ Checks of the ``"full"`` level, in this order (the first failure wins):
    A flattened key that collides with an existing one is rejected rather
    than overwriting data. The flattened product is checked for size again.
 
-A valid record gets ``record.id`` (a ``str``). ``raw`` is only rewritten when
-flattening, or when a valid product holds a line break (whitespace between
-tokens) that would split an NDJSON body: it is then re-encoded compactly.
+A valid record gets ``record.id`` (a ``str``); so does a product rejected as
+too large when its ``"id"`` comes early (:func:`prefix_id`: a bounded scan of
+its first bytes, not a parse), so the report and the rejects file name it.
+``raw`` is only rewritten when flattening, or when a valid product holds a
+line break (whitespace between tokens) that would split an NDJSON body: it
+is then re-encoded compactly.
 
 ``"light"`` parses nothing: size, ``{`` first and ``}`` last, a ``"id"``
 somewhere, no line break; the API checks the rest.
@@ -71,6 +74,7 @@ __all__ = [
     "Level",
     "ValidationOptions",
     "Validator",
+    "prefix_id",
 ]
 
 Level = Literal["full", "light"]
@@ -94,6 +98,23 @@ MSG_FLATTEN_COLLISION = "Flattening made an attribute name that already exists"
 MSG_LINE_BREAK = "Syntax error: a line break inside a product"
 
 _CONTROL = re.compile(rb"[\x00-\x1f]")
+
+# The id of a product too large to parse, read from its first bytes: the
+# object's opening, then top-level pairs with scalar values (other keys than
+# "id"), then "id" and a string or number. Possessive and anchored, over a
+# bounded prefix: linear, never the megabytes behind it.
+_WSP = rb"[ \t\r\n]*+"
+_STRING = rb'"(?:[^"\\]|\\.)*+"'
+_NUMBER = rb"-?(?:0|[1-9][0-9]*+)(?:\.[0-9]++)?(?:[eE][+-]?[0-9]++)?"
+_SCALAR = rb"(?:" + _STRING + rb"|" + _NUMBER + rb"|true|false|null)"
+_OTHER_PAIR = rb'(?!"id"' + _WSP + rb":)" + _STRING + _WSP + rb":" + _WSP + _SCALAR
+_EARLY_ID = re.compile(
+    rb"\A" + _WSP + rb"\{" + _WSP
+    + rb"(?:" + _OTHER_PAIR + _WSP + rb"," + _WSP + rb")*+"
+    + rb'"id"' + _WSP + rb":" + _WSP + rb"(" + _STRING + rb"|" + _NUMBER + rb")"
+    + rb"(?=" + _WSP + rb"[,}])"
+)  # fmt: skip
+_ID_SCAN_BYTES = 65_536
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -163,6 +184,26 @@ def flatten(obj: dict[str, Any], separator: str = ".") -> dict[str, Any]:
     return out
 
 
+def prefix_id(raw: bytes) -> str | None:
+    """The product id of ``raw`` read from its first 64 KiB alone, as :meth:`Record.product_id`
+    spells it; None unless ``"id"`` is a top-level key that only scalar values precede.
+
+    For products too large to parse (or cut short by the source): one
+    bounded regular expression, no parsing of the rest.
+    """
+    m = _EARLY_ID.match(raw, 0, _ID_SCAN_BYTES)
+    if m is None:
+        return None
+    value = m.group(1)
+    try:
+        ident = orjson.loads(value)
+    except orjson.JSONDecodeError:  # an invalid escape or UTF-8 in the string
+        return None
+    if isinstance(ident, str):
+        return ident or None
+    return str(ident)
+
+
 class Validator:
     """Check records against the API's product rules (see the module docstring).
 
@@ -188,7 +229,7 @@ class Validator:
     def _light(self, record: Record) -> Rejection | None:
         raw = record.raw
         if len(raw) > self._max:
-            return Rejection(record, STAGE_CLIENT, MSG_TOO_LARGE)
+            return _too_large(record)
         if raw[:1] != b"{" or raw[-1:] != b"}":
             return Rejection(record, STAGE_CLIENT, MSG_NOT_OBJECT)
         if b'"id"' not in raw:
@@ -200,7 +241,7 @@ class Validator:
     def _full(self, record: Record) -> Rejection | None:
         raw = record.raw
         if len(raw) > self._max:
-            return Rejection(record, STAGE_CLIENT, MSG_TOO_LARGE)
+            return _too_large(record)
         try:
             obj = orjson.loads(raw)
         except orjson.JSONDecodeError:
@@ -242,6 +283,13 @@ class Validator:
             record.raw = orjson.dumps(obj)
         record.id = ident
         return None
+
+
+def _too_large(record: Record) -> Rejection:
+    # Not parsed: its id, when it comes early, is read from the first bytes.
+    if record.id is None:
+        record.id = prefix_id(record.raw)
+    return Rejection(record, STAGE_CLIENT, MSG_TOO_LARGE)
 
 
 def _scan(obj: dict[str, Any]) -> tuple[bool, bool]:

@@ -653,3 +653,17 @@ async def test_a_list_of_ndjson_strings_is_a_catalog_not_a_list_of_paths(
         with pytest.raises(RunStopped) as info:
             await client.push(["/no/such/a.ndjson", "/no/such/b.ndjson"], stream=sid)
         assert "a.ndjson" in str(info.value.cause)
+
+
+async def test_csv_delimiter_reaches_the_reader(
+    emu_factory: EmulatorFactory, tmp_path: Path
+) -> None:
+    # The header's commas outnumber its semicolons, so sniffing alone would pick
+    # ","; the option says ";".
+    emu = await emu_factory()
+    sid = emu.create_stream("csv-delim", "chunked")
+    path = tmp_path / "c.csv"
+    path.write_text("id;t,x,y\nA;1,2,3\nB;4,5,6\n", encoding="utf-8")
+    async with StreamClient(token=TOKEN, api_url=emu.url) as client:
+        report = await client.push(str(path), stream=sid, options=PushOptions(csv_delimiter=";"))
+    assert report.accepted == 2 and set(emu.products(sid)) == {"A", "B"}

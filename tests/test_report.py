@@ -521,9 +521,10 @@ def test_rejects_file_lines(tmp_path: Path) -> None:
     assert w.count == 5
     lines = read_lines(path)
     for line in lines:
-        assert list(line) == ["product", "reason", "stage", "source", "line"]
+        assert list(line) == ["product", "id", "reason", "stage", "source", "line"]
     assert lines[0] == {
         "product": {"id": "475-SHIRT-XL", "name": "Hemd ✓ 日本", "price": 1.5},
+        "id": "475-SHIRT-XL",
         "reason": "Attribute price must be a string",
         "stage": "upload",
         "source": "cat.ndjson",
@@ -538,6 +539,8 @@ def test_rejects_file_lines(tmp_path: Path) -> None:
     assert lines[3]["product"] == "42"
     assert lines[4]["product"]["description"] == big["description"]
     assert raw_lines[4].startswith(b'{"product":' + big_raw + b",")
+    # The id where it can be read: also from the first bytes of a line that is not JSON.
+    assert [line["id"] for line in lines] == ["475-SHIRT-XL", "x", None, None, "big"]
 
 
 def test_rejects_product_unwraps_to_the_bytes_sent(tmp_path: Path) -> None:

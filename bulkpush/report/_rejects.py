@@ -1,5 +1,5 @@
-"""The rejects file, written and read: NDJSON, one ``{"product", "reason", "stage", "source",
-"line"}`` object a line (docs/report.md, "The rejects file").
+"""The rejects file, written and read: NDJSON, one ``{"product", "id", "reason", "stage",
+"source", "line"}`` object a line (docs/report.md, "The rejects file").
 
 :class:`RejectsWriter` writes the rejected products themselves;
 :func:`is_rejects_line` recognises such a file by its first line and
@@ -18,22 +18,26 @@ import orjson
 
 from bulkpush.records import Record, Rejection
 from bulkpush.report._redact import redact
+from bulkpush.validation import prefix_id
 
 __all__ = ["REJECTS_KEYS", "RejectsWriter", "is_rejects_line", "rejects_line", "unwrap_rejects"]
 
 #: The keys of a rejects line, in the order written.
-REJECTS_KEYS = ("product", "reason", "stage", "source", "line")
-_KEY_SET = frozenset(REJECTS_KEYS)
+REJECTS_KEYS = ("product", "id", "reason", "stage", "source", "line")
+# Files written before "id" was added are still recognised.
+_KEY_SETS = (frozenset(REJECTS_KEYS), frozenset(REJECTS_KEYS) - {"id"})
 
 
 class RejectsWriter:
     """Writes rejected products to an NDJSON file, one line per product.
 
-    Each line is ``{"product": …, "reason": …, "stage": …, "source": …,
-    "line": …}`` with exactly these keys. ``product`` is the product object
-    exactly as it was sent (its bytes are copied, not re-encoded) when the
-    record is a JSON object, else the raw line as a string (undecodable bytes
-    as ``\\xNN``). The source reader's ``rejects`` format unwraps ``product``,
+    Each line is ``{"product": …, "id": …, "reason": …, "stage": …,
+    "source": …, "line": …}`` with exactly these keys. ``product`` is the
+    product object exactly as it was sent (its bytes are copied, not
+    re-encoded) when the record is a JSON object, else the raw line as a
+    string (undecodable bytes as ``\\xNN``). ``id`` is the product id as a
+    string, also of a line too large to be whole when ``"id"`` comes early
+    in it, else null. The source reader's ``rejects`` format unwraps ``product``,
     so the fixed file can be pushed again.
 
     The file is written to ``path + ".tmp"`` and renamed to ``path`` on
@@ -133,26 +137,42 @@ def rejects_line(rejection: Rejection, reason: str | None = None) -> bytes:
     )
     raw = record.raw
     try:
-        is_object = isinstance(orjson.loads(raw), dict)
+        obj = orjson.loads(raw)
     except orjson.JSONDecodeError:
-        is_object = False
+        obj = None
+    is_object = isinstance(obj, dict)
+    pid = record.id
+    if pid is None:
+        # One parse per line: the id comes from it, or from the first bytes
+        # of a line that does not parse (cut short), never a second parse.
+        pid = _object_id(obj) if is_object else prefix_id(raw)
+    tail = b',"id":' + orjson.dumps(pid) + b"," + tail[1:] + b"\n"
     if is_object and b"\n" not in raw and b"\r" not in raw:
         # Splice the bytes as sent: keeps key order, number spelling and
         # integers too large for a round trip through Python floats.
-        return b'{"product":' + raw + b"," + tail[1:] + b"\n"
+        return b'{"product":' + raw + tail
     text = raw.decode("utf-8", errors="backslashreplace").rstrip("\r\n")
-    return b'{"product":' + orjson.dumps(text) + b"," + tail[1:] + b"\n"
+    return b'{"product":' + orjson.dumps(text) + tail
+
+
+def _object_id(obj: object) -> str | None:
+    """The id of a parsed product, as :meth:`Record.product_id` spells it."""
+    value = obj.get("id") if isinstance(obj, dict) else None
+    if isinstance(value, bool) or value is None or value == "":
+        return None
+    return str(value) if isinstance(value, str | int | float) else None
 
 
 def is_rejects_line(line: bytes) -> bool:
-    """True when ``line`` (stripped) is a rejects line: an object with exactly its keys."""
+    """True when ``line`` (stripped) is a rejects line: an object with exactly its keys
+    (``id`` may be missing: files written before it was added)."""
     if not line.startswith(b"{"):
         return False
     try:
         obj = orjson.loads(line)
     except orjson.JSONDecodeError:
         return False
-    return isinstance(obj, dict) and obj.keys() == _KEY_SET
+    return isinstance(obj, dict) and obj.keys() in _KEY_SETS
 
 
 def unwrap_rejects(records: Iterable[Record], *, cap: int) -> Iterator[Record]:

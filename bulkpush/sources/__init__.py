@@ -6,7 +6,8 @@ by the name alone, for files, stdin and file objects alike.
 
 The modules, one idea each: ``_open`` (paths, stdin, decompression, format
 detection and the choice of reader), ``_framing`` (blocks, lines, the record
-size cap), ``_ndjson``, ``_csv``, ``_jsonarray``, ``_objects`` (Python
+size cap), ``_sniff`` (what the first block says: binary, one JSON
+document, the CSV delimiter), ``_ndjson``, ``_csv``, ``_jsonarray``, ``_objects`` (Python
 iterables), ``_ranges`` (byte ranges of a file) and ``_read``
 (:func:`iter_records`). A rejects file is read as NDJSON and unwrapped by
 ``bulkpush.report._rejects``, the module that also writes it. Each
@@ -26,10 +27,18 @@ Speed (same machine as validation's figures): NDJSON of ~1 KB lines is read
 at ~700,000 records/s (~700 MB/s) from the page cache, one thread.
 
 Errors: a file that cannot be opened, or whose bytes cannot be read or
-decompressed at all (corrupt gzip, truncated zstd), raises ``SourceError``
-naming it. Nothing else is raised for any content: a bad product becomes a
-``Record`` that validation rejects, or a ``Rejection`` (stage ``"client"``)
-when the source itself cannot make a product of it.
+decompressed at all (corrupt gzip), raises ``SourceError`` naming it. A gzip
+or zstd file cut short yields every product before the cut first, then
+raises ("… is truncated at byte N …"). When the format is detected (not
+given), ``_sniff`` refuses a file that looks binary and one that holds a
+JSON object spread over lines (not an array, not NDJSON), each with one
+``SourceError`` saying so. Nothing else is raised for any content: a bad
+product becomes a ``Record`` that validation rejects, or a ``Rejection``
+(stage ``"client"``) when the source itself cannot make a product of it.
+
+CSV cells are split at the delimiter given (``csv_delimiter``), else at the
+one sniffed from the header line: the most frequent of ``,`` ``;`` tab
+``|`` outside quotes.
 """
 
 from __future__ import annotations

@@ -1,7 +1,9 @@
 """The CSV reader: a header row, then one flat product per row.
 
 ``line`` is the physical line where the row starts (the header is line 1),
-``offset`` that line's byte offset. The first non-blank row is the header;
+``offset`` that line's byte offset. Cells are separated by ``delimiter``
+(given, or sniffed from the header line by the caller: the most frequent of
+``,`` ``;`` tab ``|`` outside quotes). The first non-blank row is the header;
 its names must be non-empty and distinct (else ``SourceError``). Values are
 strings; empty cells are omitted, and so are missing cells of a short row; a
 row with more cells than the header is a rejection. Rows whose every cell is
@@ -77,7 +79,9 @@ class _CsvLines:
         return text + "\n"
 
 
-def read_csv(read: Reader, prefix: bytes, source: str, *, cap: int) -> Iterator[Record | Rejection]:
+def read_csv(
+    read: Reader, prefix: bytes, source: str, *, cap: int, delimiter: str = ","
+) -> Iterator[Record | Rejection]:
     """Records of the rows, or ``Rejection``s for rows that cannot make a product.
 
     Raises ``SourceError`` when the header is unusable.
@@ -87,7 +91,7 @@ def read_csv(read: Reader, prefix: bytes, source: str, *, cap: int) -> Iterator[
         csv.field_size_limit(cap)
     too_large = MSG_CSV_ROW_TOO_LARGE if cap == DEFAULT_MAX_RECORD_BYTES else _row_too_large(cap)
     rows = _CsvLines(read, prefix, cap)
-    reader = csv.reader(rows, strict=False)
+    reader = csv.reader(rows, strict=False, delimiter=delimiter)
     header: list[str] | None = None
     while True:
         rows.start_row()

@@ -48,6 +48,12 @@ def line_batches(read: Reader, prefix: bytes, cap: int) -> Iterator[tuple[list[b
     exceed ``cap`` too: the caller truncates those.
     """
     pending = prefix
+    if b"\n" in prefix:
+        # The prefix's lines come before the next read, which may fail (a
+        # truncated gzip file): what was read intact is never held back.
+        parts = prefix.split(b"\n")
+        pending = parts.pop()
+        yield parts, None
     long_head: bytes | None = None  # the start of a line over cap, while its end is skipped
     long_len = 0
     eof = False

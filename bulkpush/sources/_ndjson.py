@@ -16,7 +16,7 @@ unwrapped to its product (``bulkpush.report._rejects``, where it is written).
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Generator
 
 from bulkpush.records import Record
 from bulkpush.sources._framing import BOM, WS, Reader, line_batches
@@ -33,11 +33,13 @@ def read_ndjson(
     line_no: int = 1,
     offset: int = 0,
     end: int | None = None,
-) -> Iterator[Record]:
+) -> Generator[Record, None, int]:
     """Records of the lines whose first byte is before ``end``; ``raw`` truncated past ``cap``.
 
     ``prefix``: bytes already read from ``read``'s stream; ``line_no`` and
     ``offset``: the position of the first line (a BOM is dropped only at 0).
+    Returns the offset after the last line read (the first line at or past
+    ``end``, or the end of the stream).
     """
     # The hot path of the whole tool: no generator layers per line, no copy when
     # a line needs no stripping.
@@ -46,7 +48,7 @@ def read_ndjson(
     for lines, special in line_batches(read, prefix, cap):
         for line in lines:
             if offset >= stop:
-                return
+                return offset
             n = len(line)
             if n > cap:
                 raw = line[: cap + 1]
@@ -61,3 +63,4 @@ def read_ndjson(
                     yield Record(source, line_no, offset, raw)
             line_no += 1
             offset += n + 1 if special is None else special
+    return offset

@@ -11,7 +11,7 @@ from __future__ import annotations
 import io
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import IO, Any, BinaryIO, Literal, cast
 
@@ -26,15 +26,18 @@ from bulkpush.sources._csv import read_csv
 from bulkpush.sources._framing import BLOCK, BOM, Reader, peek_first_line
 from bulkpush.sources._jsonarray import read_json
 from bulkpush.sources._ndjson import read_ndjson
+from bulkpush.sources._sniff import check_not_binary, check_not_one_document, sniff_delimiter
 
 try:
-    from isal import igzip as _gzip
+    from isal import isal_zlib as _zlib
 except ImportError:  # pragma: no cover - isal is a dependency
-    import gzip as _gzip  # type: ignore[no-redef]
+    import zlib as _zlib  # type: ignore[no-redef]
 
 __all__ = [
     "COMPRESSED_MAGIC",
+    "ByteCounter",
     "Format",
+    "Truncated",
     "decoded",
     "detect_format",
     "open_error",
@@ -126,6 +129,75 @@ class _Prefixed(io.RawIOBase):
         return len(data)
 
 
+class Truncated(EOFError):
+    """Raised by a decompressing reader when its stream ends inside a member or frame.
+
+    ``at``: the stream's length in (compressed) bytes, where it was cut;
+    ``kind``: ``"gzip"`` or ``"zstd"``. Everything before the cut was
+    delivered first.
+    """
+
+    def __init__(self, kind: str, at: int) -> None:
+        super().__init__(f"the {kind} stream ends at byte {at:,}, before its end marker")
+        self.kind = kind
+        self.at = at
+
+
+class _GzipReader(io.RawIOBase):
+    """Decompress a gzip stream of one or more members; a stream cut mid-member is an error.
+
+    Everything that can be decompressed is delivered before :class:`Truncated`
+    is raised (``gzip.GzipFile`` and ISA-L's keep back what they hold when
+    the stream ends early). Zero bytes between or after members are skipped,
+    as ``gzip`` does.
+    """
+
+    _INPUT = 1 << 17  # compressed bytes per step; the output is bounded by the caller's buffer
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self._stream = stream
+        self._obj = _zlib.decompressobj(wbits=31)
+        self._pending = b""  # compressed bytes not yet given to the decompressor
+        self._in_member = False
+        self._consumed = 0
+        self._eof = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        while True:
+            if not self._pending:
+                if self._eof:
+                    return 0
+                data = self._stream.read(self._INPUT)
+                if not data:
+                    self._eof = True
+                    if self._in_member:
+                        raise Truncated("gzip", self._consumed)
+                    return 0
+                self._consumed += len(data)
+                self._pending = data
+            if not self._in_member:
+                data = self._pending.lstrip(b"\0")
+                self._pending = data
+                if not data:
+                    continue
+                self._in_member = True
+            obj = self._obj
+            out = obj.decompress(self._pending, len(view))
+            self._pending = obj.unconsumed_tail
+            if obj.eof:
+                self._pending = obj.unused_data + self._pending
+                self._obj = _zlib.decompressobj(wbits=31)
+                self._in_member = False
+            if out:
+                n = len(out)
+                view[:n] = out
+                return n
+
+
 class _ZstdReader(io.RawIOBase):
     """Decompress a zstd stream of one or more frames; a stream cut mid-frame is an error.
 
@@ -141,6 +213,7 @@ class _ZstdReader(io.RawIOBase):
         self._in_frame = False
         self._out = b""
         self._eof = False
+        self._consumed = 0
 
     def readable(self) -> bool:
         return True
@@ -152,8 +225,9 @@ class _ZstdReader(io.RawIOBase):
             if not data:
                 self._eof = True
                 if self._in_frame:
-                    raise EOFError("the zstd stream ended in the middle of a frame")
+                    raise Truncated("zstd", self._consumed)
                 break
+            self._consumed += len(data)
             while data:
                 self._out += self._obj.decompress(data)
                 self._in_frame = True
@@ -187,7 +261,7 @@ def decoded(f: IO[bytes]) -> IO[bytes]:
     """``f`` decompressed when its magic bytes say gzip or zstd, else ``f`` itself."""
     head, f = _magic(f)
     if head.startswith(_GZIP_MAGIC):
-        return cast(IO[bytes], _gzip.GzipFile(fileobj=f, mode="rb"))  # type: ignore[no-untyped-call]
+        return cast(IO[bytes], io.BufferedReader(_GzipReader(f), BLOCK))
     if head.startswith(_ZSTD_MAGIC):
         return cast(IO[bytes], io.BufferedReader(_ZstdReader(f), BLOCK))
     return f
@@ -195,6 +269,13 @@ def decoded(f: IO[bytes]) -> IO[bytes]:
 
 def open_error(name: str, exc: BaseException) -> SourceError:
     """The ``SourceError`` for a source that cannot be opened or read."""
+    if isinstance(exc, Truncated):
+        return SourceError(
+            f"{name} is truncated at byte {exc.at:,}: its {exc.kind} stream ends before its "
+            "end marker (an interrupted download or copy?); the products before the cut "
+            "were read, the rest of the file is missing",
+            source=name,
+        )
     detail = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
     return SourceError(f"cannot read {name}: {detail}", source=name)
 
@@ -229,8 +310,15 @@ def open_source(spec: str | os.PathLike[str]) -> Iterator[BinaryIO]:
             raw.close()
 
 
-def safe_reader(f: IO[bytes], name: str) -> Reader:
-    """``f``'s ``read1`` (or ``read``), raising ``SourceError`` when the bytes cannot be read."""
+#: ``on_bytes(n)``: ``n`` more bytes of a source were read (after decompression).
+ByteCounter = Callable[[int], None]
+
+
+def safe_reader(f: IO[bytes], name: str, on_bytes: ByteCounter | None = None) -> Reader:
+    """``f``'s ``read1`` (or ``read``), raising ``SourceError`` when the bytes cannot be read.
+
+    ``on_bytes`` is told the size of every block read.
+    """
     read = getattr(f, "read1", None) or f.read
 
     def safe_read(n: int) -> bytes:
@@ -238,24 +326,49 @@ def safe_reader(f: IO[bytes], name: str) -> Reader:
             data: bytes = read(n)
         except Exception as exc:  # corrupt compressed data, I/O errors: the file is unreadable
             raise open_error(name, exc) from exc
+        if on_bytes is not None:
+            on_bytes(len(data))
         return data
 
     return safe_read
 
 
+def _is_decompressed(stream: IO[bytes]) -> bool:
+    return isinstance(getattr(stream, "raw", None), _GzipReader | _ZstdReader)
+
+
 def read_stream(
-    stream: IO[bytes], source: str, format: Format | None, first_line: int, cap: int
+    stream: IO[bytes],
+    source: str,
+    format: Format | None,
+    first_line: int,
+    cap: int,
+    *,
+    csv_delimiter: str | None = None,
+    on_bytes: ByteCounter | None = None,
 ) -> Iterator[Record | Rejection]:
-    """A whole decompressed stream, read by its format's reader (detected when ``None``)."""
-    read = safe_reader(stream, source)
+    """A whole decompressed stream, read by its format's reader (detected when ``None``).
+
+    A detected format is checked first: a binary stream, or one JSON object
+    over several lines where NDJSON was expected, raises ``SourceError``
+    (``bulkpush.sources._sniff``). ``csv_delimiter`` None: sniffed from the
+    CSV header line.
+    """
+    read = safe_reader(stream, source, on_bytes)
     prefix = peek_first_line(read, cap)
-    fmt = format or detect_format(source, prefix)
+    fmt = format
+    if fmt is None:
+        check_not_binary(prefix, source, decompressed=_is_decompressed(stream))
+        fmt = detect_format(source, prefix)
+        if fmt == "ndjson":
+            prefix = check_not_one_document(prefix, read, source)
     if fmt == "ndjson":
         yield from read_ndjson(read, prefix, source, line_no=first_line, cap=cap)
     elif fmt == "rejects":
         yield from unwrap_rejects(read_ndjson(read, prefix, source, cap=cap), cap=cap)
     elif fmt == "csv":
-        yield from read_csv(read, prefix, source, cap=cap)
+        delimiter = csv_delimiter or sniff_delimiter(prefix)
+        yield from read_csv(read, prefix, source, cap=cap, delimiter=delimiter)
     elif fmt == "json":
         yield from read_json(read, prefix, source, cap=cap)
     else:

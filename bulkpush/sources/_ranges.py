@@ -21,6 +21,7 @@ from bulkpush.sources._framing import BLOCK, DEFAULT_MAX_RECORD_BYTES, peek_firs
 from bulkpush.sources._ndjson import read_ndjson
 from bulkpush.sources._open import (
     COMPRESSED_MAGIC,
+    ByteCounter,
     Format,
     detect_format,
     open_error,
@@ -49,6 +50,8 @@ def read_path(
     end: int | None,
     first_line: int,
     cap: int,
+    csv_delimiter: str | None = None,
+    on_bytes: ByteCounter | None = None,
 ) -> Iterator[Record | Rejection]:
     """The records of a path (``"-"``: stdin), or of a byte range of it."""
     check_read_args(start, end, cap)
@@ -61,11 +64,20 @@ def read_path(
             raise open_error(source, exc) from exc
         with f:
             yield from iter_range(
-                f, source, format, start=start, end=end, first_line=first_line, cap=cap
+                f,
+                source,
+                format,
+                start=start,
+                end=end,
+                first_line=first_line,
+                cap=cap,
+                on_bytes=on_bytes,
             )
         return
     with open_source(spec) as stream:
-        yield from read_stream(stream, source, format, first_line, cap)
+        yield from read_stream(
+            stream, source, format, first_line, cap, csv_delimiter=csv_delimiter, on_bytes=on_bytes
+        )
 
 
 def _seek_line_start(f: IO[bytes], start: int, name: str) -> tuple[int, bytes]:
@@ -95,10 +107,14 @@ def iter_range(
     end: int | None,
     first_line: int,
     cap: int,
+    on_bytes: ByteCounter | None = None,
 ) -> Iterator[Record | Rejection]:
     """The records of the lines of ``f`` whose first byte is in ``[start, end)``.
 
-    Raises ``ConfigError`` unless ``f`` is a seekable, uncompressed NDJSON file.
+    ``on_bytes`` is told the bytes of those lines once they are all read
+    (blocks read ahead past the range are not counted: the ranges of a file
+    add up to its size). Raises ``ConfigError`` unless ``f`` is a seekable,
+    uncompressed NDJSON file.
     """
     try:
         if not f.seekable():
@@ -118,9 +134,11 @@ def iter_range(
         pos, prefix = _seek_line_start(f, start, source)
     except OSError as exc:
         raise open_error(source, exc) from exc
-    yield from read_ndjson(
+    stop = yield from read_ndjson(
         safe_reader(f, source), prefix, source, line_no=first_line, offset=pos, end=end, cap=cap
     )
+    if on_bytes is not None:
+        on_bytes(stop - pos)
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +165,8 @@ class FileRange:
         *,
         format: Format | None = None,
         max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
+        csv_delimiter: str | None = None,
+        on_bytes: ByteCounter | None = None,
     ) -> Iterator[Record | Rejection]:
         """The range's records, as :func:`~bulkpush.sources.iter_records` reads them."""
         return read_path(
@@ -157,6 +177,8 @@ class FileRange:
             end=self.end,
             first_line=self.first_line,
             cap=max_record_bytes,
+            csv_delimiter=csv_delimiter,
+            on_bytes=on_bytes,
         )
 
 

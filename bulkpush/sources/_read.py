@@ -8,7 +8,7 @@ from typing import BinaryIO
 
 from bulkpush.records import Record, Rejection
 from bulkpush.sources._framing import DEFAULT_MAX_RECORD_BYTES
-from bulkpush.sources._open import Format, decoded, open_error, read_stream
+from bulkpush.sources._open import ByteCounter, Format, decoded, open_error, read_stream
 from bulkpush.sources._ranges import check_read_args, iter_range, read_path
 
 __all__ = ["iter_records"]
@@ -23,6 +23,8 @@ def iter_records(
     end_offset: int | None = None,
     first_line: int = 1,
     max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
+    csv_delimiter: str | None = None,
+    on_bytes: ByteCounter | None = None,
 ) -> Iterator[Record | Rejection]:
     """Read a catalog: a ``Record`` per product, or a ``Rejection`` when the source can't make one.
 
@@ -44,6 +46,12 @@ def iter_records(
     a rejection. Pass the target's own limit; the default, 2,097,152, is the
     Productsup Stream API's line limit.
 
+    When the format is detected (``format`` None), a source that looks
+    binary, or holds one JSON object over several lines rather than an
+    array or NDJSON, raises ``SourceError`` saying so. A gzip or zstd stream
+    cut short yields every product before the cut, then raises
+    ``SourceError`` ("… is truncated at byte N …").
+
     Raises ``SourceError`` when the source cannot be read at all,
     ``ConfigError`` for a byte range of a file that cannot have one (or an
     invalid range or cap).
@@ -58,6 +66,8 @@ def iter_records(
             end=end_offset,
             first_line=first_line,
             cap=max_record_bytes,
+            csv_delimiter=csv_delimiter,
+            on_bytes=on_bytes,
         )
         return
     check_read_args(start_offset, end_offset, max_record_bytes)
@@ -71,10 +81,19 @@ def iter_records(
             end=end_offset,
             first_line=first_line,
             cap=max_record_bytes,
+            on_bytes=on_bytes,
         )
         return
     try:
         stream = decoded(spec)
     except OSError as exc:
         raise open_error(source, exc) from exc
-    yield from read_stream(stream, source, format, first_line, max_record_bytes)
+    yield from read_stream(
+        stream,
+        source,
+        format,
+        first_line,
+        max_record_bytes,
+        csv_delimiter=csv_delimiter,
+        on_bytes=on_bytes,
+    )

@@ -120,6 +120,7 @@ class JobOptions:
     """
 
     format: Literal["ndjson", "json", "csv", "rejects"] | None = None
+    csv_delimiter: str | None = None
     compression: Literal["gzip", "none"] | None = None
     gzip_level: int | None = None
     rate: float | None = None
@@ -149,6 +150,7 @@ class JobOptions:
         return PushOptions(
             stream_type=stream_type,  # type: ignore[arg-type]
             format=self.format,
+            csv_delimiter=self.csv_delimiter,
             body_format=self.body_format,
             validation=ValidationOptions(
                 level=self.validation, flatten=self.flatten, separator=self.separator
