@@ -32,14 +32,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bulkpush.chunking import Chunker, encode_body
+from bulkpush._chunking import Chunker, encode_body
+from bulkpush._compression import CompressionOptions, compress
+from bulkpush._records import Chunk, Outcome, Record
+from bulkpush._validation import ValidationOptions, Validator
 from bulkpush.client import PushOptions, StreamClient
-from bulkpush.compression import CompressionOptions, compress
 from bulkpush.limits import STREAM_API
-from bulkpush.records import Chunk, Outcome, Record
 from bulkpush.report import Report
 from bulkpush.sources import iter_records
-from bulkpush.validation import ValidationOptions, Validator
 
 
 class NullSender:

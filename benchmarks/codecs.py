@@ -27,7 +27,7 @@ from collections.abc import Callable
 from itertools import islice
 from typing import Any
 
-from bulkpush.compression import BACKEND, CompressionOptions, compress
+from bulkpush._compression import BACKEND, CompressionOptions, compress
 
 try:
     from isal import isal_zlib

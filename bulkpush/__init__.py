@@ -7,11 +7,14 @@ are listed in the README ("Public API"); ``tests/test_public_api.py`` pins
 
 from __future__ import annotations
 
+from bulkpush._compression import CompressionOptions
 from bulkpush._concurrency import ConcurrencyOptions
 from bulkpush._engine import Engine, PacerFactory
 from bulkpush._http import HttpTransport, Request, Response, Secret, TransportOptions
 from bulkpush._options import PushOptions, StreamType
+from bulkpush._pipeline import Event, Pipeline, RecordHook, Source
 from bulkpush._quota import Pacer, Quota, Window
+from bulkpush._records import Chunk, Outcome, Record, Rejection, Unattributed
 from bulkpush._retry import (
     Delivered,
     Executor,
@@ -23,9 +26,9 @@ from bulkpush._retry import (
     Verdict,
 )
 from bulkpush._target import Plan, Target
+from bulkpush._validation import ValidationOptions
 from bulkpush._version import __version__
 from bulkpush.client import StreamClient
-from bulkpush.compression import CompressionOptions
 from bulkpush.errors import (
     APIError,
     AuthError,
@@ -53,8 +56,6 @@ from bulkpush.errors import (
     TransportError,
 )
 from bulkpush.limits import STREAM_API, StreamApiLimits
-from bulkpush.pipeline import Event, Pipeline, RecordHook, Source
-from bulkpush.records import Chunk, Outcome, Record, Rejection, Unattributed
 from bulkpush.report import Report
 from bulkpush.sources import FileRange
 from bulkpush.targets.productsup_stream import (
@@ -64,7 +65,6 @@ from bulkpush.targets.productsup_stream import (
     StreamManager,
     StreamTarget,
 )
-from bulkpush.validation import ValidationOptions
 
 __all__ = [
     "STREAM_API",

@@ -13,15 +13,15 @@ taken.
 
 from __future__ import annotations
 
+from bulkpush._records import Chunk, Outcome
 from bulkpush._target import Plan, Target
-from bulkpush.records import Chunk, Outcome
 from bulkpush.report import Report
 
 __all__ = ["DryRunSender"]
 
 
 class DryRunSender:
-    """A pipeline sender (:class:`~bulkpush.pipeline.Sender`) that sends nothing.
+    """A pipeline sender (:class:`~bulkpush._pipeline.Sender`) that sends nothing.
 
     ``target`` builds each chunk's request per ``plan`` (so a request it could
     not build fails the dry run as it would fail the push); ``report`` counts

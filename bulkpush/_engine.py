@@ -16,21 +16,21 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Protocol
 
+from bulkpush._compression import Compressor
 from bulkpush._concurrency import AdaptiveLimit
 from bulkpush._dryrun import DryRunSender
 from bulkpush._http import HttpTransport
 from bulkpush._options import PushOptions
+from bulkpush._pipeline import Event, Pipeline, PipelineSettings, RecordHook, Source
+from bulkpush._progress import Progress
 from bulkpush._quota import Pacer, Quota
 from bulkpush._resource import AsyncResource
 from bulkpush._retry import Executor, RetryPolicy
 from bulkpush._sender import ChunkSender
 from bulkpush._target import Plan, Target
-from bulkpush.compression import Compressor
-from bulkpush.pipeline import Event, Pipeline, PipelineSettings, RecordHook, Source
-from bulkpush.progress import Progress
+from bulkpush._validation import Validator
 from bulkpush.report import Report
 from bulkpush.sources import FileRange
-from bulkpush.validation import Validator
 
 __all__ = ["Engine", "PacerFactory", "local_pacer", "normalize_sources", "total_bytes"]
 

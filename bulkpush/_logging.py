@@ -27,7 +27,7 @@ from typing import Any, Literal, TextIO
 
 import orjson
 
-from bulkpush.records import Outcome
+from bulkpush._records import Outcome
 from bulkpush.report import redact
 
 __all__ = [

@@ -6,13 +6,13 @@ import math
 from dataclasses import dataclass, field
 from typing import Literal
 
+from bulkpush._chunking import BodyFormat
+from bulkpush._compression import CompressionOptions
 from bulkpush._concurrency import ConcurrencyOptions
 from bulkpush._retry import RetryPolicy
-from bulkpush.chunking import BodyFormat
-from bulkpush.compression import CompressionOptions
+from bulkpush._validation import ValidationOptions
 from bulkpush.errors import ConfigError
 from bulkpush.sources import Format
-from bulkpush.validation import ValidationOptions
 
 __all__ = ["PushOptions", "StreamType"]
 

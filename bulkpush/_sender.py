@@ -3,7 +3,7 @@
 :class:`ChunkSender` is the pipeline's sender for any target: it asks the
 target for the request that carries a chunk's body, sends it through the one
 :class:`~bulkpush._retry.Executor` (pacer, concurrency limit, retries), and
-turns the target's verdict into an :class:`~bulkpush.records.Outcome`:
+turns the target's verdict into an :class:`~bulkpush._records.Outcome`:
 positions the API named become rejections of the records at those lines,
 the rest of each message's occurrences are :class:`Unattributed` within the
 request's source line range. A :class:`~bulkpush._retry.Split` verdict (413)
@@ -16,15 +16,15 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import replace
 
+from bulkpush._chunking import encode_body
+from bulkpush._compression import Compressor
 from bulkpush._concurrency import AdaptiveLimit
 from bulkpush._http import Response
 from bulkpush._quota import Pacer
+from bulkpush._records import STAGE_UPLOAD, Chunk, Outcome, Record, Rejection, Unattributed
 from bulkpush._retry import Delivered, Executor, Split, Tally
 from bulkpush._target import Plan, Target
-from bulkpush.chunking import encode_body
-from bulkpush.compression import Compressor
 from bulkpush.errors import APIError, BulkpushError, ChunkFailed, Interrupted, PayloadTooLarge
-from bulkpush.records import STAGE_UPLOAD, Chunk, Outcome, Record, Rejection, Unattributed
 
 __all__ = ["ChunkSender", "map_delivered"]
 

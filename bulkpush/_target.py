@@ -21,9 +21,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
+from bulkpush._chunking import BodyFormat
+from bulkpush._compression import CompressionOptions
 from bulkpush._quota import Quota
-from bulkpush.chunking import BodyFormat
-from bulkpush.compression import CompressionOptions
 from bulkpush.errors import ConfigError
 
 if TYPE_CHECKING:

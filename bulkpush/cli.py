@@ -23,12 +23,15 @@ from typing import Any, Literal, NoReturn, TypeVar
 import click
 import orjson
 
+from bulkpush._cli_options import Connection, connection_options, push_options, stream_options
+from bulkpush._demo import run_demo
 from bulkpush._http import TransportOptions
 from bulkpush._logging import current_format, log_outcome, setup_logging
+from bulkpush._pipeline import Pipeline
+from bulkpush._progress import make_progress
+from bulkpush._records import Outcome
 from bulkpush._version import __version__
-from bulkpush.cli_options import Connection, connection_options, push_options, stream_options
 from bulkpush.client import StreamClient
-from bulkpush.demo import run_demo
 from bulkpush.emulator.cli import emulator_command
 from bulkpush.errors import (
     APIError,
@@ -38,9 +41,6 @@ from bulkpush.errors import (
     RunStopped,
     SourceError,
 )
-from bulkpush.pipeline import Pipeline
-from bulkpush.progress import make_progress
-from bulkpush.records import Outcome
 from bulkpush.report import Report
 from bulkpush.sources import open_source
 from bulkpush.targets.productsup_stream import DeleteResult

@@ -13,11 +13,11 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from bulkpush._engine import Engine, PacerFactory
 from bulkpush._http import HttpTransport, Secret, TransportOptions
 from bulkpush._options import PushOptions, StreamType
+from bulkpush._pipeline import Event, Pipeline, RecordHook, Source
+from bulkpush._progress import Progress
 from bulkpush._resource import AsyncResource
 from bulkpush._retry import RetryPolicy
 from bulkpush.errors import ConfigError
-from bulkpush.pipeline import Event, Pipeline, RecordHook, Source
-from bulkpush.progress import Progress
 from bulkpush.report import Report
 from bulkpush.targets.productsup_stream import (
     DEFAULT_API_URL,

@@ -234,7 +234,7 @@ class RetriesExhausted(BulkpushError):
 class ChunkFailed(BulkpushError):
     """Raised when a chunk could not be delivered and the run must stop.
 
-    ``outcome`` (an :class:`~bulkpush.records.Outcome`) holds what was spent
+    ``outcome`` (an :class:`~bulkpush._records.Outcome`) holds what was spent
     on it with its records counted as ``not_sent``; ``cause`` is the error
     that stops the run.
     """

@@ -5,9 +5,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bulkpush.chunking import BodyFormat, Chunker, body_size, encode_body
+from bulkpush._chunking import BodyFormat, Chunker, body_size, encode_body
+from bulkpush._records import Chunk, Record
 from bulkpush.errors import CatalogTooSmall, ConfigError
-from bulkpush.records import Chunk, Record
 
 
 def rec(i: int, size: int) -> Record:

@@ -14,7 +14,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from bulkpush import validation
+from bulkpush import _validation as validation
 from bulkpush.cli import cli
 from bulkpush.emulator import Emulator, EmulatorConfig
 from bulkpush.report import render_summary

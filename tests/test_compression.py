@@ -5,8 +5,8 @@ import zlib
 
 import pytest
 
-from bulkpush import compression
-from bulkpush.compression import CompressionOptions, Compressor, compress
+from bulkpush import _compression as compression
+from bulkpush._compression import CompressionOptions, Compressor, compress
 from bulkpush.errors import ConfigError
 
 BODY = b"".join(

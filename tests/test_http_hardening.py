@@ -32,6 +32,7 @@ from yarl import URL
 from bulkpush import RetryPolicy
 from bulkpush._http import HttpTransport, Request, Secret, TransportOptions, env_proxy, translate
 from bulkpush._retry import Executor
+from bulkpush._validation import ValidationOptions
 from bulkpush.client import PushOptions, StreamClient
 from bulkpush.emulator import Emulator
 from bulkpush.errors import (
@@ -47,7 +48,6 @@ from bulkpush.errors import (
 )
 from bulkpush.samples import iter_products
 from bulkpush.targets.productsup_stream import StreamManager
-from bulkpush.validation import ValidationOptions
 
 pytestmark = pytest.mark.timeout(60)
 

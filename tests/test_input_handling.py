@@ -22,10 +22,10 @@ from typing import Any
 import orjson
 import pytest
 
+from bulkpush._records import Record, Rejection
 from bulkpush.client import PushOptions, StreamClient
 from bulkpush.emulator import Emulator, EmulatorConfig
 from bulkpush.errors import RunStopped, SourceError
-from bulkpush.records import Record, Rejection
 from bulkpush.sources import iter_records
 from bulkpush.sources._framing import BLOCK
 
@@ -308,7 +308,7 @@ async def test_a_semicolon_csv_with_a_bom_through_the_cli(
 
 
 def test_prefix_id_reads_an_early_id_and_only_the_first_bytes() -> None:
-    from bulkpush.validation import prefix_id
+    from bulkpush._validation import prefix_id
 
     tail = b'"' + b"x" * 3_000_000  # never closed: not JSON
     assert prefix_id(b'{"id":"a1",' + tail) == "a1"
@@ -328,7 +328,7 @@ def test_prefix_id_reads_an_early_id_and_only_the_first_bytes() -> None:
 
 @pytest.mark.parametrize("level", ["full", "light"])
 def test_a_product_too_large_gets_its_id_without_a_parse(level: Any) -> None:
-    from bulkpush.validation import MSG_TOO_LARGE, ValidationOptions, Validator
+    from bulkpush._validation import MSG_TOO_LARGE, ValidationOptions, Validator
 
     validate = Validator(ValidationOptions(level=level))
     cut = Record("c", 1, 0, b'{"id":"big-1","text":"' + b"x" * 2_000_000)
@@ -395,7 +395,7 @@ async def test_an_empty_file_is_named_on_stderr_and_exits_0(
 
 
 def test_light_validation_checks_what_the_readme_says() -> None:
-    from bulkpush.validation import MSG_MISSING_ID, ValidationOptions, Validator
+    from bulkpush._validation import MSG_MISSING_ID, ValidationOptions, Validator
 
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     choices = readme.split("## Choices made where the API documentation is silent")[1]

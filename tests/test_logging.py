@@ -18,8 +18,8 @@ import pytest
 
 from bulkpush._http import HttpTransport, Secret, TransportOptions
 from bulkpush._logging import current_format, log_outcome, setup_logging
+from bulkpush._records import Chunk, Outcome, Record
 from bulkpush.emulator import Emulator, EmulatorConfig, Faults
-from bulkpush.records import Chunk, Outcome, Record
 
 TOKEN = "log-token-0123456789"
 

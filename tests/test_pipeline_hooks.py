@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from bulkpush import Pacer, Quota
+from bulkpush._records import Outcome, Record, Rejection
 from bulkpush.client import PushOptions, StreamClient
 from bulkpush.emulator import EmulatorConfig
-from bulkpush.records import Outcome, Record, Rejection
 from bulkpush.sources import FileRange, split_ranges
 
 from .conftest import TEST_TOKEN, EmulatorFactory

@@ -16,12 +16,12 @@ import zlib
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from bulkpush.compression import CompressionOptions, Compressor
+from bulkpush._compression import CompressionOptions, Compressor
+from bulkpush._pipeline import Pipeline, PipelineSettings
+from bulkpush._records import STAGE_UPLOAD, Chunk, Outcome, Rejection, Unattributed
+from bulkpush._validation import ValidationOptions, Validator
 from bulkpush.errors import ChunkFailed, ServerError, SourceError
-from bulkpush.pipeline import Pipeline, PipelineSettings
-from bulkpush.records import STAGE_UPLOAD, Chunk, Outcome, Rejection, Unattributed
 from bulkpush.report import Report
-from bulkpush.validation import ValidationOptions, Validator
 
 
 class FakeSender:

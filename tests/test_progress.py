@@ -6,7 +6,7 @@ import re
 import pytest
 from rich.console import Console
 
-from bulkpush.progress import LiveProgress, NullProgress, make_progress
+from bulkpush._progress import LiveProgress, NullProgress, make_progress
 
 
 class TtyStringIO(io.StringIO):

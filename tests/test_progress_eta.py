@@ -7,7 +7,7 @@ import re
 
 from rich.console import Console
 
-from bulkpush.progress import Basis, LiveProgress, acknowledged_bytes
+from bulkpush._progress import Basis, LiveProgress, acknowledged_bytes
 
 
 class FakeClock:

@@ -23,8 +23,11 @@ import orjson
 import pytest
 
 from bulkpush import ConcurrencyOptions, Pacer, RetryPolicy
+from bulkpush._compression import CompressionOptions
+from bulkpush._progress import LiveProgress
+from bulkpush._records import Outcome, Rejection
+from bulkpush._validation import ValidationOptions
 from bulkpush.client import PushOptions, StreamClient
-from bulkpush.compression import CompressionOptions
 from bulkpush.emulator import Emulator, EmulatorConfig, Faults
 from bulkpush.errors import (
     AuthError,
@@ -35,11 +38,8 @@ from bulkpush.errors import (
     StreamDisabled,
     StreamLocked,
 )
-from bulkpush.progress import LiveProgress
-from bulkpush.records import Outcome, Rejection
 from bulkpush.report import Report
 from bulkpush.samples import iter_products, write_catalog
-from bulkpush.validation import ValidationOptions
 
 TOKEN = "test-token-S3CR3T-value"
 

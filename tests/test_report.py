@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import bulkpush.report as report_module
-from bulkpush.records import Chunk, Outcome, Record, Rejection, Unattributed
+from bulkpush._records import Chunk, Outcome, Record, Rejection, Unattributed
 from bulkpush.report import (
     CONTRACT_KEYS,
     RejectsWriter,

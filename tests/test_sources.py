@@ -16,9 +16,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bulkpush import sources
+from bulkpush._records import Record, Rejection
+from bulkpush._validation import MSG_BAD_ENCODING, ValidationOptions, Validator
 from bulkpush.errors import ConfigError, SourceError
 from bulkpush.limits import STREAM_API
-from bulkpush.records import Record, Rejection
 from bulkpush.sources import (
     detect_format,
     iter_objects,
@@ -26,7 +27,6 @@ from bulkpush.sources import (
     open_source,
     split_ranges,
 )
-from bulkpush.validation import MSG_BAD_ENCODING, ValidationOptions, Validator
 
 CAP = STREAM_API.max_line_bytes
 

@@ -5,10 +5,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bulkpush import validation as v
+from bulkpush import _validation as v
+from bulkpush._records import Record
+from bulkpush._validation import ValidationOptions, Validator, flatten
 from bulkpush.errors import ConfigError
-from bulkpush.records import Record
-from bulkpush.validation import ValidationOptions, Validator, flatten
 
 FULL = Validator()
 LIGHT = Validator(ValidationOptions(level="light"))

@@ -37,7 +37,7 @@ from benchmarks.common import (
 from benchmarks.scenarios.rate import CLIENT_RATE, analyse
 from benchmarks.server import BenchServer, ServerConfig
 from bulkpush import ConcurrencyOptions
-from bulkpush.compression import BACKEND, DEFAULT_LEVEL
+from bulkpush._compression import BACKEND, DEFAULT_LEVEL
 
 PEERS = ("es_async_streaming_bulk", "es_parallel_bulk", "naive", "plain_threaded")
 PLAIN = "plain_threaded"

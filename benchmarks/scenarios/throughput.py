@@ -36,7 +36,7 @@ from benchmarks.common import (
 )
 from benchmarks.profiling import profile_child
 from benchmarks.server import BenchServer, ServerConfig
-from bulkpush.compression import BACKEND, DEFAULT_LEVEL
+from bulkpush._compression import BACKEND, DEFAULT_LEVEL
 
 TARGET_SHARE = 0.90
 STAGE_PRODUCTS = 50_000

@@ -12,7 +12,7 @@ import bisect
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from bulkpush.records import Record
+from bulkpush._records import Record
 from bulkpush.report._schema import ErrorEntry
 
 __all__ = ["ErrorGroup", "sorted_entries"]

@@ -16,9 +16,9 @@ from typing import IO
 
 import orjson
 
-from bulkpush.records import Record, Rejection
+from bulkpush._records import Record, Rejection
+from bulkpush._validation import prefix_id
 from bulkpush.report._redact import redact
-from bulkpush.validation import prefix_id
 
 __all__ = ["REJECTS_KEYS", "RejectsWriter", "is_rejects_line", "rejects_line", "unwrap_rejects"]
 

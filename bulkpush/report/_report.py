@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from bulkpush.records import STAGE_CLIENT, STAGE_UPLOAD, Outcome, Record, Rejection, Unattributed
+from bulkpush._records import STAGE_CLIENT, STAGE_UPLOAD, Outcome, Record, Rejection, Unattributed
 from bulkpush.report._atomic import write_json_atomic
 from bulkpush.report._errors import ErrorGroup, sorted_entries
 from bulkpush.report._redact import redact

@@ -14,8 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, TypedDict
 
+from bulkpush._records import STAGE_CLIENT, STAGE_UPLOAD
 from bulkpush._version import __version__
-from bulkpush.records import STAGE_CLIENT, STAGE_UPLOAD
 
 __all__ = [
     "CONTRACT_KEYS",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from bulkpush.records import STAGE_CLIENT, STAGE_UPLOAD
+from bulkpush._records import STAGE_CLIENT, STAGE_UPLOAD
 from bulkpush.report._schema import MB, ReportData
 
 __all__ = ["render_summary"]

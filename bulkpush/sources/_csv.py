@@ -18,10 +18,10 @@ from collections.abc import Iterator
 
 import orjson
 
+from bulkpush._records import STAGE_CLIENT, Record, Rejection
+from bulkpush._validation import MSG_BAD_ENCODING
 from bulkpush.errors import SourceError
-from bulkpush.records import STAGE_CLIENT, Record, Rejection
 from bulkpush.sources._framing import BOM, DEFAULT_MAX_RECORD_BYTES, Reader, lines
-from bulkpush.validation import MSG_BAD_ENCODING
 
 __all__ = [
     "MSG_CSV_EXTRA_CELLS",

@@ -18,8 +18,8 @@ from typing import Any
 import ijson
 import orjson
 
+from bulkpush._records import STAGE_CLIENT, Record, Rejection
 from bulkpush.errors import SourceError
-from bulkpush.records import STAGE_CLIENT, Record, Rejection
 from bulkpush.sources._framing import BLOCK, BOM, WS, Reader
 
 __all__ = ["MSG_JSON_BROKEN", "MSG_UNENCODABLE", "read_json"]

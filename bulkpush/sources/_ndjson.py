@@ -18,7 +18,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Generator
 
-from bulkpush.records import Record
+from bulkpush._records import Record
 from bulkpush.sources._framing import BOM, WS, Reader, line_batches
 
 __all__ = ["read_ndjson"]

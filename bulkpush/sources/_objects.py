@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 
-from bulkpush.records import STAGE_CLIENT, Record, Rejection
+from bulkpush._records import STAGE_CLIENT, Record, Rejection
 from bulkpush.sources._framing import DEFAULT_MAX_RECORD_BYTES
 from bulkpush.sources._jsonarray import MSG_UNENCODABLE
 

@@ -17,8 +17,8 @@ from typing import IO, Any, BinaryIO, Literal, cast
 
 import zstandard
 
+from bulkpush._records import Record, Rejection
 from bulkpush.errors import ConfigError, SourceError
-from bulkpush.records import Record, Rejection
 
 # The rejects file's format is defined once, next to its writer.
 from bulkpush.report._rejects import is_rejects_line, unwrap_rejects

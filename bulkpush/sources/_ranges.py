@@ -15,8 +15,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO
 
+from bulkpush._records import Record, Rejection
 from bulkpush.errors import ConfigError
-from bulkpush.records import Record, Rejection
 from bulkpush.sources._framing import BLOCK, DEFAULT_MAX_RECORD_BYTES, peek_first_line
 from bulkpush.sources._ndjson import read_ndjson
 from bulkpush.sources._open import (

@@ -6,7 +6,7 @@ import os
 from collections.abc import Iterator
 from typing import BinaryIO
 
-from bulkpush.records import Record, Rejection
+from bulkpush._records import Record, Rejection
 from bulkpush.sources._framing import DEFAULT_MAX_RECORD_BYTES
 from bulkpush.sources._open import ByteCounter, Format, decoded, open_error, read_stream
 from bulkpush.sources._ranges import check_read_args, iter_range, read_path

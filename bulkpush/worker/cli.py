@@ -20,14 +20,14 @@ from typing import Any, Literal, NoReturn, TypeVar
 import click
 import orjson
 
-from bulkpush._logging import setup_logging
-from bulkpush.cli_options import (
+from bulkpush._cli_options import (
     POSITIVE,
     Connection,
     connection_options,
     push_options,
     stream_options,
 )
+from bulkpush._logging import setup_logging
 from bulkpush.errors import BulkpushError, ConfigError
 from bulkpush.report import render_summary
 from bulkpush.worker.jobs import DEFAULT_TOKEN_ENV, JobOptions, JobSpec, JobView, Target

@@ -22,15 +22,15 @@ from typing import Any, Literal
 
 import orjson
 
+from bulkpush._compression import CompressionOptions
 from bulkpush._concurrency import ConcurrencyOptions
 from bulkpush._options import PushOptions
 from bulkpush._retry import RetryPolicy
-from bulkpush.compression import CompressionOptions
+from bulkpush._validation import ValidationOptions
 from bulkpush.errors import BulkpushError, ConfigError, QueueError
 from bulkpush.report import merge_reports
 from bulkpush.sources import split_ranges
 from bulkpush.targets import KINDS, target_kind
-from bulkpush.validation import ValidationOptions
 from bulkpush.worker._urls import redact_url
 
 __all__ = [
@@ -109,7 +109,7 @@ class JobOptions:
     """The push options of a job, as the ``push`` command takes them (JSON-able).
 
     ``bulkpush push`` and ``jobs submit`` parse their shared flags into this
-    (:mod:`bulkpush.cli_options`); :meth:`push_options` builds the
+    (:mod:`bulkpush._cli_options`); :meth:`push_options` builds the
     :class:`PushOptions` of a run. ``compression`` None: gzip for chunked
     streams, none for referenced ones (as :class:`PushOptions` decides).
     ``max_in_flight`` caps the requests in flight (and so the window a

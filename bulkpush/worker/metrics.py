@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bulkpush.records import Outcome
+from bulkpush._records import Outcome
 
 __all__ = ["Metrics"]
 

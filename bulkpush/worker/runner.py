@@ -13,7 +13,7 @@ flight and those answered after the oldest one in flight — are sent twice
 (upserts by id: harmless).
 
 Stop with :meth:`Worker.stop`: the worker takes no new part, the part in
-hand stops reading (:meth:`~bulkpush.pipeline.Pipeline.stop_reading`), what
+hand stops reading (:meth:`~bulkpush._pipeline.Pipeline.stop_reading`), what
 was read is sent, the checkpoint is written and the part is given back to
 the queue.
 """
@@ -33,10 +33,10 @@ from typing import Any, TypeVar, cast
 from bulkpush._engine import Engine, PacerFactory
 from bulkpush._http import HttpTransport, TransportOptions
 from bulkpush._options import PushOptions
+from bulkpush._pipeline import Event, Pipeline, Source
 from bulkpush._quota import Pacer, Quota
+from bulkpush._records import Outcome
 from bulkpush.errors import BulkpushError, ConfigError, QueueError, RunStopped
-from bulkpush.pipeline import Event, Pipeline, Source
-from bulkpush.records import Outcome
 from bulkpush.report import Report, merge_reports, redact, write_json_atomic
 from bulkpush.sources import FileRange
 from bulkpush.targets import target_kind

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import collections
 
-from bulkpush.pipeline import Event
-from bulkpush.records import Record, Rejection
+from bulkpush._pipeline import Event
+from bulkpush._records import Record, Rejection
 from bulkpush.report import Report
 
 __all__ = ["Watermark"]

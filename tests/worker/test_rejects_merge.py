@@ -8,7 +8,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from bulkpush.records import Record, Rejection
+from bulkpush._records import Record, Rejection
 from bulkpush.report import rejects_line
 from bulkpush.worker.runner import merge_rejects, rejects_part_path
 

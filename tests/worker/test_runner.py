@@ -11,8 +11,8 @@ from typing import Any, cast
 import orjson
 import pytest
 
+from bulkpush._records import Chunk, Outcome, Record, Rejection
 from bulkpush.emulator import EmulatorConfig
-from bulkpush.records import Chunk, Outcome, Record, Rejection
 from bulkpush.report import Report
 from bulkpush.worker.jobs import JOB_STATUSES, JobOptions, JobSpec, Target
 from bulkpush.worker.queue import JobQueue, Lease, LeaseState

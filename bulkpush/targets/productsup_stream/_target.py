@@ -20,6 +20,7 @@ Productsup Stream API reference, "Uploading Data" and "Rate limiting":
 
 from __future__ import annotations
 
+from bulkpush._compression import CompressionOptions
 from bulkpush._http import Request, Response
 from bulkpush._options import PushOptions
 from bulkpush._quota import Quota, Window
@@ -35,7 +36,6 @@ from bulkpush._retry import (
     error_titles,
 )
 from bulkpush._target import Plan
-from bulkpush.compression import CompressionOptions
 from bulkpush.errors import (
     APIError,
     CatalogTooSmall,

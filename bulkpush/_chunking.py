@@ -33,9 +33,9 @@ from __future__ import annotations
 
 from typing import Literal
 
+from bulkpush._records import Chunk, Record
 from bulkpush.errors import CatalogTooSmall, ConfigError
 from bulkpush.limits import MB, STREAM_API
-from bulkpush.records import Chunk, Record
 
 __all__ = ["BodyFormat", "Chunker", "body_size", "encode_body"]
 

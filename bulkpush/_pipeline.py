@@ -32,12 +32,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterat
 from dataclasses import dataclass, field
 from typing import IO, Any, Protocol
 
+from bulkpush._chunking import BodyFormat, Chunker, encode_body
+from bulkpush._compression import Compressor
 from bulkpush._concurrency import ByteBudget
-from bulkpush.chunking import BodyFormat, Chunker, encode_body
-from bulkpush.compression import Compressor
+from bulkpush._progress import Progress, make_progress
+from bulkpush._records import Chunk, Outcome, Record, Rejection
+from bulkpush._validation import Validator
 from bulkpush.errors import BulkpushError, ChunkFailed, Interrupted, RunStopped, SourceError
-from bulkpush.progress import Progress, make_progress
-from bulkpush.records import Chunk, Outcome, Record, Rejection
 from bulkpush.report import RejectsWriter, Report
 from bulkpush.sources import (
     DEFAULT_MAX_RECORD_BYTES,
@@ -46,7 +47,6 @@ from bulkpush.sources import (
     iter_objects,
     iter_records,
 )
-from bulkpush.validation import Validator
 
 __all__ = [
     "Event",

@@ -32,7 +32,7 @@ import click
 from click.core import ParameterSource
 
 from bulkpush._click_types import NON_NEGATIVE, POSITIVE, SHARE, FiniteFloat
-from bulkpush.compression import CompressionOptions
+from bulkpush._compression import CompressionOptions
 from bulkpush.errors import ConfigError
 from bulkpush.limits import MB, STREAM_API
 from bulkpush.targets.productsup_stream import DEFAULT_API_URL

@@ -13,10 +13,10 @@ import sys
 import time
 from pathlib import Path
 
+from bulkpush._progress import make_progress
 from bulkpush.client import PushOptions, StreamClient
 from bulkpush.emulator import Emulator, EmulatorConfig
 from bulkpush.errors import RunStopped
-from bulkpush.progress import make_progress
 from bulkpush.samples import BROKEN_KINDS, write_catalog
 
 __all__ = ["run_demo"]

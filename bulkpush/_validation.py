@@ -1,7 +1,7 @@
 """The client-side product checks: refuse what the API would refuse, before sending it.
 
-A :class:`Validator` is called on each :class:`~bulkpush.records.Record` and
-returns ``None`` (valid) or one :class:`~bulkpush.records.Rejection` with
+A :class:`Validator` is called on each :class:`~bulkpush._records.Record` and
+returns ``None`` (valid) or one :class:`~bulkpush._records.Rejection` with
 stage ``"client"`` and one of the ``MSG_*`` messages below. Messages never
 carry variable detail (the record carries the position), so rejections of
 the same kind aggregate into one line of the report. Where the Stream API
@@ -54,9 +54,9 @@ from typing import Any, Literal
 
 import orjson
 
+from bulkpush._records import STAGE_CLIENT, Record, Rejection
 from bulkpush.errors import ConfigError
 from bulkpush.limits import STREAM_API
-from bulkpush.records import STAGE_CLIENT, Record, Rejection
 
 __all__ = [
     "MSG_BAD_ENCODING",
