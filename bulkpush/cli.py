@@ -10,11 +10,9 @@ no product would be rejected, 1 when some would.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 import os
-import signal
 import sys
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -24,10 +22,10 @@ import click
 import orjson
 
 from bulkpush._cli_options import Connection, connection_options, push_options, stream_options
+from bulkpush._cli_push import Signals, finish, warn_empty
 from bulkpush._demo import run_demo
 from bulkpush._http import TransportOptions
 from bulkpush._logging import current_format, log_outcome, setup_logging
-from bulkpush._pipeline import Pipeline
 from bulkpush._progress import make_progress
 from bulkpush._records import Outcome
 from bulkpush._version import __version__
@@ -51,8 +49,6 @@ EXIT_REJECTED = 1
 EXIT_USAGE = 2
 EXIT_STOPPED = 3
 EXIT_INTERRUPTED = 4
-# After the first Ctrl-C or SIGTERM, requests in flight get this long to end.
-INTERRUPT_GRACE_S = 10.0
 
 T = TypeVar("T")
 log = logging.getLogger("bulkpush.push")
@@ -215,7 +211,7 @@ def push(
     )
 
     async def run(client: StreamClient) -> Report:
-        with _Signals(quiet=quiet) as signals:
+        with Signals(quiet=quiet) as signals:
             try:
                 signals.pipeline = await client.engine.open_push(
                     client.target(stream_id),
@@ -237,104 +233,11 @@ def push(
         report = api.run(run)
     except RunStopped as exc:
         report = exc.report
-        _finish(report, options.report, quiet)
+        finish(report, options.report, quiet)
         _fail(str(exc.cause or exc), _exit_code_for(exc.cause or exc))
-    _finish(report, options.report, quiet)
-    _warn_empty(sources, report)
+    finish(report, options.report, quiet)
+    warn_empty(sources, report)
     sys.exit(EXIT_REJECTED if report.rejected else EXIT_OK)
-
-
-def _log_finished(report: Report) -> None:
-    log.info(
-        "push %s: %d read, %d accepted, %d rejected, %d not sent",
-        "stopped" if report.stopped else "finished",
-        report.read,
-        report.accepted,
-        report.rejected,
-        report.not_sent,
-        extra={
-            "event": "finished",
-            "stream": report.stream,
-            "read": report.read,
-            "accepted": report.accepted,
-            "rejected": report.rejected,
-            "not_sent": report.not_sent,
-            "requests": report.requests,
-            "retries": report.retries,
-            "throttled": report.throttled,
-            "stopped": report.stopped,
-            "dry_run": report.dry_run,
-            "would_send": report.would_send,
-            "duration_s": round(report.duration_s, 3),
-        },
-    )
-
-
-def _warn_empty(sources: tuple[str, ...], report: Report) -> None:
-    """Warn about sources that held no products: the exit code (0) cannot say it.
-
-    Printed with ``--quiet`` too: an empty catalog is most often the wrong file.
-    All of them when nothing was read; else the files that are empty on disk.
-    """
-    for src in sources:
-        empty = report.read == 0
-        if not empty and src != "-":
-            with contextlib.suppress(OSError):
-                empty = os.path.getsize(src) == 0
-        if empty:
-            name = "<stdin>" if src == "-" else src
-            click.echo(f"bulkpush: warning: {name} holds no products", err=True)
-
-
-class _Signals:
-    """SIGINT/SIGTERM stop a push cleanly: the first lets the requests in flight end
-    (INTERRUPT_GRACE_S at most), a second stops at once; the report and the rejects
-    file are written either way. Before the run starts (the preflight) a signal
-    cancels it: nothing was read."""
-
-    def __init__(self, *, quiet: bool) -> None:
-        self.quiet = quiet
-        self.hits = 0
-        self.pipeline: Pipeline | None = None
-        self.task = asyncio.current_task()
-        self.loop = asyncio.get_running_loop()
-
-    def __enter__(self) -> _Signals:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            self.loop.add_signal_handler(sig, self.on_signal, sig.name)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            self.loop.remove_signal_handler(sig)
-
-    def on_signal(self, name: str) -> None:
-        self.hits += 1
-        reason = f"interrupted ({name})"
-        if self.pipeline is None:
-            if self.task is not None:
-                self.task.cancel(reason)
-            return
-        if self.hits == 1:
-            message = (
-                f"{name}: stopping: reading no further, letting the requests in "
-                f"flight end (at most {INTERRUPT_GRACE_S:.0f} s); again to stop at once"
-            )
-            if current_format() == "json":
-                log.warning(message, extra={"event": "interrupt", "signal": name})
-            else:
-                click.echo(f"bulkpush: {message}", err=True)
-        self.pipeline.interrupt(reason, grace_s=INTERRUPT_GRACE_S if self.hits == 1 else 0)
-
-
-def _finish(report: Report, report_path: str | None, quiet: bool) -> None:
-    _log_finished(report)
-    if report_path:
-        report.write_json(report_path)
-    if not quiet:
-        click.echo(report.summary())
-        if report_path:
-            click.echo(f"report: {report_path}")
 
 
 def _read_ids(path: str) -> Iterator[str]:
