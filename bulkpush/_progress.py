@@ -32,7 +32,6 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from types import TracebackType
 from typing import Literal, Protocol, TextIO
 
 from rich.console import Console, Group, RenderableType
@@ -40,6 +39,8 @@ from rich.live import Live
 from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
+
+from bulkpush._resource import Resource
 
 __all__ = [
     "Basis",
@@ -77,22 +78,11 @@ class Progress(Protocol):
         """Stop displaying. Idempotent."""
 
 
-class NullProgress:
+class NullProgress(Resource):
     """A progress display that shows nothing (not a terminal, or ``--quiet``)."""
 
     def __repr__(self) -> str:
         return "<NullProgress>"
-
-    def __enter__(self) -> NullProgress:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def start(self, *, total_bytes: int | None) -> None:
         pass
@@ -112,7 +102,7 @@ class NullProgress:
         pass
 
 
-class LiveProgress:
+class LiveProgress(Resource):
     """A ``rich`` live display of the run's progress on ``console``.
 
     ``refresh_per_second`` bounds how often it redraws (from rich's refresh
@@ -155,17 +145,6 @@ class LiveProgress:
             f"<LiveProgress {state} records={self.records} accepted={self.accepted} "
             f"rejected={self.rejected} source_bytes={self.source_bytes}>"
         )
-
-    def __enter__(self) -> LiveProgress:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def start(self, *, total_bytes: int | None) -> None:
         """Start the live display; ``total_bytes`` enables the bar and the ETA."""

@@ -1,4 +1,4 @@
-"""One small base for the objects that own a resource (a session, a thread pool, a server).
+"""Small bases for the objects that own a resource (a session, a thread pool, a file, a display).
 
 Written here rather than taken from anyio's ``AsyncResource`` (the same three
 lines) so the library does not depend on anyio for a base class.
@@ -9,7 +9,7 @@ from __future__ import annotations
 from types import TracebackType
 from typing import Self
 
-__all__ = ["AsyncResource"]
+__all__ = ["AsyncResource", "Resource"]
 
 
 class AsyncResource:
@@ -31,5 +31,24 @@ class AsyncResource:
         await self.aclose()
 
     async def aclose(self) -> None:
+        """Release what the object owns; safe to call more than once."""
+        raise NotImplementedError
+
+
+class Resource:
+    """A context manager whose exit is :meth:`close`; ``with`` returns it."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
         """Release what the object owns; safe to call more than once."""
         raise NotImplementedError

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Iterator
-from types import TracebackType
 from typing import IO
 
 import orjson
 
 from bulkpush._records import Record, Rejection
+from bulkpush._resource import Resource
 from bulkpush._validation import prefix_id
 from bulkpush.report._redact import redact
 
@@ -28,7 +28,7 @@ REJECTS_KEYS = ("product", "id", "reason", "stage", "source", "line")
 _KEY_SETS = (frozenset(REJECTS_KEYS), frozenset(REJECTS_KEYS) - {"id"})
 
 
-class RejectsWriter:
+class RejectsWriter(Resource):
     """Writes rejected products to an NDJSON file, one line per product.
 
     Each line is ``{"product": …, "id": …, "reason": …, "stage": …,
@@ -63,17 +63,6 @@ class RejectsWriter:
     def __repr__(self) -> str:
         state = "closed" if self._file is None else "open"
         return f"<RejectsWriter path={self.path!r} count={self.count} {state}>"
-
-    def __enter__(self) -> RejectsWriter:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     @property
     def closed(self) -> bool:
