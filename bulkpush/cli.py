@@ -24,7 +24,7 @@ import orjson
 from bulkpush._cli_options import Connection, connection_options, push_options, stream_options
 from bulkpush._cli_push import Signals, finish, warn_empty
 from bulkpush._demo import run_demo
-from bulkpush._http import TransportOptions
+from bulkpush._http import Secret, TransportOptions
 from bulkpush._logging import current_format, log_outcome, setup_logging
 from bulkpush._progress import make_progress
 from bulkpush._records import Outcome
@@ -105,7 +105,7 @@ def _run(coro_fn: Callable[[], Awaitable[T]]) -> T:
 class ApiArgs:
     """The options every command that talks to the Stream API takes."""
 
-    token: str | None
+    token: Secret | None
     api_url: str
     ca_bundle: str | None
     insecure: bool
@@ -113,9 +113,12 @@ class ApiArgs:
 
     def client(self) -> StreamClient:
         if not self.token:
-            _fail("no token: pass --token or set BULKPUSH_TOKEN", EXIT_USAGE)
+            _fail(
+                "no token: pass --token-file FILE, set BULKPUSH_TOKEN or pass --token",
+                EXIT_USAGE,
+            )
         return StreamClient(
-            token=self.token,
+            token=self.token.reveal(),
             api_url=self.api_url,
             transport_options=TransportOptions(
                 verify_tls=not self.insecure,
@@ -135,6 +138,19 @@ class ApiArgs:
         return _run(go)
 
 
+def _read_token_file(path: str) -> str:
+    """The token in ``path``: its first line, stripped; exit 2 when unreadable or empty."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            token = fh.readline().strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        _fail(f"--token-file {path}: cannot read it: {reason}", EXIT_USAGE)
+    if not token:
+        _fail(f"--token-file {path}: the file holds no token", EXIT_USAGE)
+    return token
+
+
 def _api_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Add ``--token`` and the connection options; the command receives one ``api: ApiArgs``."""
 
@@ -143,12 +159,26 @@ def _api_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         "--token",
         envvar="BULKPUSH_TOKEN",
         show_envvar=True,
-        help="Stream API token (default: $BULKPUSH_TOKEN). Never printed.",
+        help="Stream API token (default: $BULKPUSH_TOKEN). Never printed. A flag's value "
+        "shows in `ps`: prefer --token-file or the variable.",
+    )
+    @click.option(
+        "--token-file",
+        type=click.Path(dir_okay=False),
+        help="Read the Stream API token from this file (its first line); wins over --token.",
     )
     @functools.wraps(fn)
-    def wrapper(*args: Any, token: str | None, connection: Connection, **kwargs: Any) -> Any:
+    def wrapper(
+        *args: Any,
+        token: str | None,
+        token_file: str | None,
+        connection: Connection,
+        **kwargs: Any,
+    ) -> Any:
+        if token_file is not None:
+            token = _read_token_file(token_file)
         api = ApiArgs(
-            token,
+            Secret(token) if token else None,
             connection.api_url,
             connection.ca_bundle,
             connection.insecure,
