@@ -56,9 +56,9 @@ __all__ = [
 
 
 # The share of the published rate workers aim at together by default. One
-# process keeps DEFAULT_SAFETY (bulkpush._quota); workers on several machines reach the API over
-# different paths, and each request's slot is taken through a store, so their
-# arrivals jitter more. The API counts fixed wall-clock seconds: at 95 % a
+# process keeps DEFAULT_SAFETY (bulkpush._quota); workers on several machines
+# reach the API over different paths, and each request's slot is taken through
+# a store, so their arrivals jitter more. The API counts fixed wall-clock seconds: at 95 % a
 # window still receives at most 30 while the jitter stays under
 # 30 / 28.5 - 1 s, about 50 ms.
 SHARED_RATE_SAFETY = 0.95
