@@ -261,7 +261,9 @@ class Allowances:
         folders = self.dirs if write else (*self.dirs, *self.read_dirs)
         if any(_within(real, folder) for folder in folders):
             return None
-        verb, flag = ("write", "--allow-dir") if write else ("read", "--allow-read-dir")
+        verb, flag = (
+            ("write", "--allow-dir") if write else ("read", "--allow-dir or --allow-read-dir")
+        )
         allowed = ", ".join(folders) or "none"
         return (
             f"the {what} {shown} is outside the directories jobs may {verb} "
