@@ -3,7 +3,11 @@
 Thin: the commands build the same :class:`~bulkpush.worker.jobs.JobSpec`
 and queue objects the library uses. ``jobs submit`` takes the target and
 push options of ``bulkpush push``, plus ``--token-env`` (the token is read
-by the worker from that environment variable; it is never queued).
+by the worker from that environment variable; it is never queued), and
+warns when a worker started with the default allowances would refuse the
+job. ``bulkpush worker --allow-*`` sets what its jobs may use
+(:class:`~bulkpush.worker.allow.Allowances`): the worker's check is the
+boundary.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from bulkpush._cli_options import (
 from bulkpush._logging import setup_logging
 from bulkpush.errors import BulkpushError, ConfigError
 from bulkpush.report import render_summary
+from bulkpush.worker.allow import Allowances, TokenGrant
 from bulkpush.worker.jobs import DEFAULT_TOKEN_ENV, JobOptions, JobSpec, JobView, Target
 from bulkpush.worker.queue import DEFAULT_LEASE_TTL, JobQueue, default_queue_url, open_queue
 from bulkpush.worker.runner import DEFAULT_TOKEN_WAIT_S, Worker
@@ -121,6 +126,50 @@ _queue_option = click.option(
     help="Seconds a job whose token variable is not set here waits for a worker that has "
     "it before it fails.",
 )
+@click.option(
+    "--allow-api-url",
+    "allow_api_urls",
+    multiple=True,
+    metavar="URL",
+    envvar="BULKPUSH_WORKER_ALLOW_API_URL",
+    show_envvar=True,
+    help="Jobs may push to this API (by origin; repeatable; the variable: space-separated), "
+    "besides the default URL of their kind.",
+)
+@click.option(
+    "--allow-token-env",
+    "allow_token_envs",
+    multiple=True,
+    metavar="NAME[=URL]",
+    envvar="BULKPUSH_WORKER_ALLOW_TOKEN_ENV",
+    show_envvar=True,
+    help="Jobs may name this token variable, for every allowed API URL, or with =URL for "
+    "that URL only (repeatable). BULKPUSH_TOKEN is always allowed.",
+)
+@click.option(
+    "--allow-dir",
+    "allow_dirs",
+    multiple=True,
+    type=click.Path(exists=True, file_okay=False),
+    envvar="BULKPUSH_WORKER_ALLOW_DIR",
+    show_envvar=True,
+    help="Jobs may read sources and write reports and rejects files under this directory "
+    "(repeatable; the variable: like PATH). A SQLite queue's directory is always allowed.",
+)
+@click.option(
+    "--allow-read-dir",
+    "allow_read_dirs",
+    multiple=True,
+    type=click.Path(exists=True, file_okay=False),
+    envvar="BULKPUSH_WORKER_ALLOW_READ_DIR",
+    show_envvar=True,
+    help="Jobs may read sources (and CA bundles) under this directory (repeatable).",
+)
+@click.option(
+    "--allow-insecure",
+    is_flag=True,
+    help="Jobs may turn TLS certificate verification off (insecure).",
+)
 @click.option("--verbose", "-v", is_flag=True, help="Log each part.")
 @click.option(
     "--log-format",
@@ -137,11 +186,31 @@ def worker_command(  # noqa: PLR0917 - click passes options positionally
     lease_ttl: float,
     poll: float,
     token_wait: float,
+    allow_api_urls: tuple[str, ...],
+    allow_token_envs: tuple[str, ...],
+    allow_dirs: tuple[str, ...],
+    allow_read_dirs: tuple[str, ...],
+    allow_insecure: bool,
     verbose: bool,
     log_format: Literal["human", "json"],
 ) -> None:
-    """Run load jobs from the queue until stopped (SIGTERM/SIGINT: drain; twice: exit now)."""
+    """Run load jobs from the queue until stopped (SIGTERM/SIGINT: drain; twice: exit now).
+
+    Jobs may use only what the --allow-* options allow (and the defaults: the
+    API URL of their kind, $BULKPUSH_TOKEN, a SQLite queue's directory); a
+    job asking for more fails with the reason, and nothing is sent.
+    """
     setup_logging(log_format, verbose=verbose)
+    try:
+        allow = Allowances(
+            api_urls=allow_api_urls,
+            token_envs=tuple(TokenGrant.parse(t) for t in allow_token_envs),
+            dirs=allow_dirs,
+            read_dirs=allow_read_dirs,
+            insecure=allow_insecure,
+        )
+    except ConfigError as exc:
+        _fail(str(exc))
     http_token = None
     if http_addr:
         http_token = os.environ.get(http_token_env)
@@ -150,7 +219,7 @@ def worker_command(  # noqa: PLR0917 - click passes options positionally
 
     async def go() -> None:
         queue = open_queue(queue_url, lease_ttl=lease_ttl)
-        worker = Worker(queue, poll_s=poll, token_wait_s=token_wait)
+        worker = Worker(queue, poll_s=poll, token_wait_s=token_wait, allow=allow)
         loop = asyncio.get_running_loop()
         signals = 0
 
@@ -247,6 +316,14 @@ def jobs_submit(  # noqa: PLR0917 - click passes options positionally
         ).with_absolute_sources()
     except ConfigError as exc:
         _fail(str(exc))
+    # Early word only: each worker checks the job against its own allowances.
+    refusal = Allowances().for_queue(queue_url or default_queue_url()).refusal(spec)
+    if refusal:
+        click.echo(
+            "bulkpush: warning: a worker started without --allow-* options refuses this job: "
+            f"{refusal}",
+            err=True,
+        )
     click.echo(_with_queue(queue_url, lambda q: q.submit(spec)))
 
 

@@ -11,12 +11,16 @@
 Every route but ``/healthz`` needs ``Authorization: Bearer <token>``
 (compared in constant time); ``/healthz`` answers probes without it, and
 says nothing about the host then. It binds 127.0.0.1 unless told otherwise.
+``POST /jobs`` answers 403 (with the reasons) for a job this worker's
+allowances refuse, and queues nothing: planning its parts would read its
+sources.
 Bad input is a 400 with a message; an unexpected error is a 500 with a
 one-line message (logged with its traceback), never a traceback.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 from typing import Any
@@ -26,6 +30,7 @@ from aiohttp import web
 
 from bulkpush.errors import BulkpushError, ConfigError
 from bulkpush.worker._urls import redact_url
+from bulkpush.worker.allow import REFUSED
 from bulkpush.worker.jobs import JobSpec
 from bulkpush.worker.runner import Worker
 
@@ -86,6 +91,9 @@ def build_control_app(worker: Worker, token: str) -> web.Application:
             spec = JobSpec.from_json(body)
         except BulkpushError as exc:
             return _json({"error": str(exc)}, 400)
+        refusal = await asyncio.to_thread(worker.allow.refusal, spec)
+        if refusal:
+            return _json({"error": f"{REFUSED}: {refusal}"}, 403)
         job_id = await worker.queue.submit(spec)
         return _json({"id": job_id}, 201)
 

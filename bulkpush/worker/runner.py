@@ -41,6 +41,7 @@ from bulkpush.report import Report, merge_reports, redact, write_json_atomic
 from bulkpush.sources import FileRange
 from bulkpush.targets import target_kind
 from bulkpush.worker._urls import redact_url, redact_urls
+from bulkpush.worker.allow import Admitted, Allowances
 from bulkpush.worker.limiter import SHARED_RATE_SAFETY, STORE_OUTAGE_S
 from bulkpush.worker.metrics import Metrics
 from bulkpush.worker.queue import JobQueue, Lease, LeaseState, new_worker_id
@@ -115,6 +116,10 @@ class Worker:
     lease runs out). A part whose job's token variable is not set here is
     left to a worker that has it, and fails once it has waited
     ``token_wait_s`` seconds without one taking it.
+
+    ``allow`` is what its jobs may use (:class:`~bulkpush.worker.allow.Allowances`;
+    default: the least, on this queue); a job asking for more fails, alone,
+    before its token is read or anything is sent, read or written.
     """
 
     def __init__(
@@ -127,6 +132,7 @@ class Worker:
         environ: dict[str, str] | None = None,
         outage_s: float = STORE_OUTAGE_S,
         token_wait_s: float = DEFAULT_TOKEN_WAIT_S,
+        allow: Allowances | None = None,
     ) -> None:
         self.queue = queue
         self.id = worker_id or new_worker_id()
@@ -135,6 +141,7 @@ class Worker:
         self.environ = environ if environ is not None else dict(os.environ)
         self.outage_s = outage_s
         self.token_wait_s = token_wait_s
+        self.allow = (allow or Allowances()).for_queue(queue.url)
         # Jobs whose token is not set here: skipped until (monotonic), and the backoff.
         self._token_backoff: dict[str, tuple[float, float]] = {}
         self._stopping = asyncio.Event()
@@ -164,6 +171,7 @@ class Worker:
     async def run(self) -> None:
         """Lease and push parts until stopped."""
         log.info("worker %s: started on %s", self.id, redact_url(self.queue.url))
+        log.info("worker %s: %s", self.id, self.allow.summary())
         backoff: float | None = None  # set while the queue is out of reach
         while not self._stopping.is_set():
             try:
@@ -288,13 +296,21 @@ class Worker:
         except ConfigError as exc:
             await self.queue.fail(lease, str(exc))
             return "failed"
+        # The operator's allowances, before the token is read or a file touched.
+        try:
+            admitted = await asyncio.to_thread(self.allow.admit, spec, source=part.source)
+        except ConfigError as exc:
+            refused = str(exc)
+            log.warning("worker %s: part %s failed: %s", self.id, part.key, refused)
+            await self._retry(lambda: self.queue.fail(lease, refused))
+            return "failed"
         token = self.environ.get(spec.target.token_env, "")
         if not token:
             return await self._without_token(lease)
         self._token_backoff.pop(part.job_id, None)
         # The files the job writes at its end: checked before anything is sent.
         reason = await asyncio.to_thread(
-            check_outputs, rejects=spec.options.rejects, report=spec.options.report
+            check_outputs, rejects=admitted.rejects, report=admitted.report
         )
         if reason:
             log.warning("worker %s: part %s failed: %s", self.id, part.key, reason)
@@ -314,15 +330,15 @@ class Worker:
         )
         self._current = run
         rejects = None
-        if spec.options.rejects:
+        if admitted.rejects:
             rejects = rejects_part_path(
-                spec.options.rejects, part.index, part.attempts, run.watermark.line
+                admitted.rejects, part.index, part.attempts, run.watermark.line
             )
         options = spec.options.push_options(
             stream_type=spec.target.stream_type, rejects_path=rejects
         )
         try:
-            outcome = await self._drive(run, token, options)
+            outcome = await self._drive(run, token, options, admitted)
         except BulkpushError as exc:
             if _outage(exc):
                 log.warning(
@@ -342,23 +358,22 @@ class Worker:
         if outcome == "done":
             report = run.report()
             if await self._retry(lambda: self.queue.complete(lease, report)):
-                await self._finish_job(lease)
+                await self._finish_job(lease, admitted)
             return "done"
         if outcome == "released":
             await self._give_back(run)
             return "released"
         return outcome  # lost / cancelled: nothing more to write
 
-    async def _finish_job(self, lease: Lease) -> None:
+    async def _finish_job(self, lease: Lease, admitted: Admitted) -> None:
         """The job's last part is done: merge the rejects files, write the report file."""
-        options = lease.spec.options
         try:
-            if options.rejects:
-                await asyncio.to_thread(merge_rejects, options.rejects)
-            if options.report:
+            if admitted.rejects:
+                await asyncio.to_thread(merge_rejects, admitted.rejects)
+            if admitted.report:
                 view = await self.queue.get(lease.part.job_id)
                 if view is not None:
-                    write_json_atomic(options.report, view.report())
+                    write_json_atomic(admitted.report, view.report())
         except OSError as exc:
             log.warning("worker %s: job %s: %s", self.id, lease.part.job_id, exc)
 
@@ -372,12 +387,14 @@ class Worker:
 
         return make
 
-    async def _drive(self, run: _Run, token: str, options: PushOptions) -> str:
+    async def _drive(self, run: _Run, token: str, options: PushOptions, admitted: Admitted) -> str:
         lease = run.lease
         part, target = lease.part, lease.spec.target
-        source: Source = part.source
+        source: Source = admitted.source
         if part.end is not None:
-            source = FileRange(part.source, start=part.offset, end=part.end, first_line=part.line)
+            source = FileRange(
+                admitted.source, start=part.offset, end=part.end, first_line=part.line
+            )
         # Any kind of target: its auth headers and its Target from the registry.
         kind = target_kind(target.kind)
         engine = Engine(
@@ -386,7 +403,7 @@ class Worker:
                 auth_headers=kind.auth(token),
                 options=TransportOptions(
                     verify_tls=not target.insecure,
-                    ca_bundle=target.ca_bundle,
+                    ca_bundle=admitted.ca_bundle,
                     integration=target.integration,
                 ),
             ),

@@ -15,7 +15,19 @@ from typing import Any
 import orjson
 import pytest
 
+from bulkpush.worker.allow import Allowances, TokenGrant
 from bulkpush.worker.queue import JobQueue, open_queue
+
+
+def allowances(
+    api_url: str, *dirs: Path, tokens: tuple[str, ...] = ("BP_TEST_TOKEN",)
+) -> Allowances:
+    """What the tests' jobs use, allowed explicitly: an emulator, token variables, directories."""
+    return Allowances(
+        api_urls=(api_url,),
+        token_envs=tuple(TokenGrant(t) for t in tokens),
+        dirs=tuple(str(d) for d in dirs),
+    )
 
 
 def free_port() -> int:

@@ -12,7 +12,7 @@ import pytest
 from bulkpush.emulator import EmulatorConfig
 
 from ..conftest import TEST_TOKEN
-from .conftest import edit_stored_spec, write_catalog
+from .conftest import allowances, edit_stored_spec, write_catalog
 from .test_runner import job, run_worker
 
 pytestmark = pytest.mark.timeout(90)
@@ -46,7 +46,7 @@ async def test_a_job_with_an_option_from_a_newer_version_fails_alone(
     edit_stored_spec(queue_url, newer, lambda doc: doc["options"].update(dedupe_window=60))
     good = await q.submit(job(emu.url, write_catalog(tmp_path / "b.ndjson", 100), stream=sid))
     assert {v.id for v in await q.list_jobs()} == {newer, good}  # listing does not fail on it
-    view = await run_worker(q, good)
+    view = await run_worker(q, good, allow=allowances(emu.url, tmp_path))
     assert view.status == "done"
     bad = await q.get(newer)
     assert bad.status == "failed"
@@ -64,7 +64,9 @@ async def test_a_spec_that_is_not_json_fails_alone(
     broken = await q.submit(job(emu.url, write_catalog(tmp_path / "a.ndjson", 10), stream=sid))
     store_raw_spec(queue_url, broken, "{not json")
     good = await q.submit(job(emu.url, write_catalog(tmp_path / "b.ndjson", 100), stream=sid))
-    view = await run_worker(q, good)  # the worker survives it and runs the next job
+    view = await run_worker(
+        q, good, allow=allowances(emu.url, tmp_path)
+    )  # the worker survives it and runs the next job
     assert view.status == "done"
     bad = await q.get(broken)
     assert bad.status == "failed" and "the job spec is not JSON" in (bad.error or "")
@@ -82,7 +84,7 @@ async def test_a_cancelled_unreadable_job_blocks_nothing(
     edit_stored_spec(queue_url, newer, lambda doc: doc["target"].update(region="eu"))
     assert await q.cancel(newer)
     good = await q.submit(job(emu.url, write_catalog(tmp_path / "b.ndjson", 100), stream=sid))
-    view = await run_worker(q, good)
+    view = await run_worker(q, good, allow=allowances(emu.url, tmp_path))
     assert view.status == "done"
     cancelled = await q.get(newer)
     assert cancelled.status == "cancelled" and "unknown target key 'region'" in cancelled.error

@@ -86,8 +86,11 @@ def test_submit_queues_the_token_reference_never_the_token(queue_url: str, tmp_p
         env=env,
     )
     assert result.exit_code == 0, result.output
-    job_id = result.output.strip()
+    job_id = result.stdout.strip()
     assert SECRET.encode() not in stored_bytes(queue_url)
+    # A worker started without allowances would refuse the variable: said early.
+    assert "refuses this job: the token variable $MY_TOKEN may not be sent" in result.stderr
+    assert SECRET not in result.output
 
     async def get() -> Any:
         queue = open_queue(queue_url)

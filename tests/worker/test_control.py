@@ -8,6 +8,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from bulkpush.worker.allow import Allowances
 from bulkpush.worker.control import start_control
 from bulkpush.worker.jobs import JobOptions, JobSpec, Target
 from bulkpush.worker.runner import Worker
@@ -19,7 +20,9 @@ pytestmark = pytest.mark.timeout(60)
 
 async def test_control_api(queue_factory: Any, tmp_path: Path) -> None:
     q = queue_factory()
-    worker = Worker(q, environ={})
+    worker = Worker(
+        q, environ={}, allow=Allowances(api_urls=("http://127.0.0.1:1",), dirs=(str(tmp_path),))
+    )
     port = free_port()
     runner = await start_control(f"127.0.0.1:{port}", worker=worker, token="s3cret")
     base = f"http://127.0.0.1:{port}"

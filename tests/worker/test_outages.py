@@ -27,7 +27,7 @@ from bulkpush.worker.queue import JobQueue, open_queue
 from bulkpush.worker.runner import Worker
 
 from ..conftest import TEST_TOKEN
-from .conftest import free_port, write_catalog
+from .conftest import allowances, free_port, write_catalog
 from .test_runner import job
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
@@ -150,7 +150,9 @@ async def push_through_a_restart(
     # A lease that outlasts the test: the job must go on by itself after the
     # restart, not by a lease running out and the part being reclaimed.
     q: JobQueue = open_queue(redis_server.url, lease_ttl=120)
-    worker = Worker(q, poll_s=0.05, environ={"BP_TEST_TOKEN": TEST_TOKEN})
+    worker = Worker(
+        q, poll_s=0.05, environ={"BP_TEST_TOKEN": TEST_TOKEN}, allow=allowances(emu.url, tmp_path)
+    )
     task: asyncio.Task[None] | None = None
     try:
         # 120 requests at 20/s: about 6 s of pushing, the restart lands mid-job.

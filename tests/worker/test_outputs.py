@@ -14,7 +14,7 @@ from bulkpush.report import write_json_atomic
 from bulkpush.worker.queue import open_queue
 
 from ..conftest import TEST_TOKEN
-from .conftest import write_catalog
+from .conftest import allowances, write_catalog
 from .test_runner import job, run_worker
 
 pytestmark = pytest.mark.timeout(60)
@@ -35,7 +35,7 @@ async def test_an_unwritable_output_fails_the_job_before_sending(
     job_id = await q.submit(
         job(emu.url, write_catalog(tmp_path / "c.ndjson", 300), stream=sid, **{which: str(target)})
     )
-    view = await run_worker(q, job_id)
+    view = await run_worker(q, job_id, allow=allowances(emu.url, tmp_path))
     assert view.status == "failed"
     assert f"cannot write the {which} file {target}" in (view.error or "")
     assert len(emu.products(sid)) == 0  # nothing was sent
@@ -51,7 +51,7 @@ async def test_an_output_in_a_missing_directory_fails_the_job_before_sending(
     job_id = await q.submit(
         job(emu.url, write_catalog(tmp_path / "c.ndjson", 300), stream=sid, report=str(target))
     )
-    view = await run_worker(q, job_id)
+    view = await run_worker(q, job_id, allow=allowances(emu.url, tmp_path))
     assert view.status == "failed" and "No such file or directory" in (view.error or "")
     assert len(emu.products(sid)) == 0
 
@@ -69,7 +69,7 @@ async def test_files_the_worker_creates_are_private(
     )
     old = os.umask(0o022)
     try:
-        view = await run_worker(q, job_id)
+        view = await run_worker(q, job_id, allow=allowances(emu.url, tmp_path))
     finally:
         os.umask(old)
     assert view.status == "done", view.error

@@ -47,8 +47,14 @@ def spawn(queue_url: str, tmp_path: Path) -> Iterator[Spawn]:
     """Start ``bulkpush worker`` processes on the test's queue; all are killed afterwards."""
     procs: list[subprocess.Popen[bytes]] = []
 
-    def start(*args: str, lease_ttl: float = 2.0) -> subprocess.Popen[bytes]:
+    def start(
+        emu: Emulator, *args: str, lease_ttl: float = 2.0, read: Path | None = None
+    ) -> subprocess.Popen[bytes]:
+        """A worker allowed to push to ``emu`` and to use the test's directory (and ``read``)."""
         env = {**os.environ, "BULKPUSH_TOKEN": TEST_TOKEN}
+        allow = ["--allow-api-url", emu.url, "--allow-dir", str(tmp_path)]
+        if read is not None:
+            allow += ["--allow-read-dir", str(read)]
         log = open(tmp_path / f"worker-{len(procs)}.log", "wb")  # noqa: SIM115
         proc = subprocess.Popen(
             [
@@ -63,6 +69,7 @@ def spawn(queue_url: str, tmp_path: Path) -> Iterator[Spawn]:
                 "--poll",
                 "0.1",
                 "-v",
+                *allow,
                 *args,
             ],
             env=env,
@@ -154,17 +161,18 @@ async def exited(proc: subprocess.Popen[bytes], limit: float) -> int:
     return proc.returncode
 
 
-async def run_cli(*args: str) -> tuple[int, bytes]:
+async def run_cli(*args: str) -> tuple[int, bytes, bytes]:
+    """``bulkpush ARGS``: exit code, stdout, stderr."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "bulkpush",
         *args,
         stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
+        stderr=asyncio.subprocess.PIPE,
     )
-    out, _ = await asyncio.wait_for(proc.communicate(), 60)
-    return proc.returncode or 0, out
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    return proc.returncode or 0, out, err
 
 
 async def test_workers_share_a_million_products(
@@ -172,7 +180,7 @@ async def test_workers_share_a_million_products(
 ) -> None:
     emu = await emulators(products_rate=None, other_rate=None)
     sid = emu.create_stream("million-shared")
-    code, out = await run_cli(
+    code, out, err = await run_cli(
         "jobs",
         "submit",
         str(million),
@@ -187,15 +195,15 @@ async def test_workers_share_a_million_products(
         "--queue",
         queue_url,
     )
-    assert code == 0, out
+    assert code == 0, err
     job_id = out.decode().strip()
-    workers = [spawn(), spawn(), spawn()]
+    workers = [spawn(emu, read=million.parent) for _ in range(3)]
     view = await wait_for(queue, job_id, finished)
     assert view.status == "done", view.error
     assert len({p.worker for p in view.parts}) >= 2  # the parts were shared
     assert len(emu.products(sid)) == MILLION
     assert set(emu.upload_counts(sid).values()) == {1}  # exactly once each
-    code, out = await run_cli("jobs", "show", job_id, "--json", "--queue", queue_url)
+    code, out, _ = await run_cli("jobs", "show", job_id, "--json", "--queue", queue_url)
     doc = orjson.loads(out)
     assert doc["status"] == "done"
     assert doc["report"]["accepted"] == MILLION and doc["report"]["read"] == MILLION
@@ -212,7 +220,7 @@ async def test_sigkill_mid_part_loses_nothing_and_resends_at_most_the_window(
     job_id = await queue.submit(
         spec(emu, sid, million, parts=2, max_products=max_products, max_in_flight=in_flight)
     )
-    victim = spawn()
+    victim = spawn(emu, read=million.parent)
 
     def victim_is_mid_part(view: JobView) -> bool:
         return any(p.status == "running" and p.offset > p.start + 2_000_000 for p in view.parts)
@@ -220,7 +228,8 @@ async def test_sigkill_mid_part_loses_nothing_and_resends_at_most_the_window(
     await wait_for(queue, job_id, victim_is_mid_part)
     victim.send_signal(signal.SIGKILL)
     victim.wait(10)
-    spawn()  # the survivor reclaims the dead worker's part after its lease
+    # The survivor reclaims the dead worker's part after its lease.
+    spawn(emu, read=million.parent)
     view = await wait_for(queue, job_id, finished)
     assert view.status == "done", view.error
     assert any(p.attempts >= 2 for p in view.parts)  # a part was taken over
@@ -238,7 +247,7 @@ async def test_sigterm_drains_checkpoints_and_exits(
     sid = emu.create_stream("drained")
     cat = write_catalog(tmp_path / "c.ndjson", 200_000)
     job_id = await queue.submit(spec(emu, sid, cat, parts=4, max_products=1000, rate=60.0))
-    worker = spawn()
+    worker = spawn(emu)
     await wait_for(queue, job_id, lambda v: v.parts[0].offset > 100_000)
     worker.send_signal(signal.SIGTERM)
     assert await exited(worker, 20) == 0
@@ -250,7 +259,7 @@ async def test_sigterm_drains_checkpoints_and_exits(
     # Drained: everything sent was acknowledged and is below the checkpoints.
     committed = sum(p.report["accepted"] for p in view.parts if p.report)
     assert uploaded(emu, sid) == committed == len(emu.products(sid)) > 0
-    spawn()
+    spawn(emu)
     view = await wait_for(queue, job_id, finished)
     assert view.status == "done"
     assert uploaded(emu, sid) == 200_000 == len(emu.products(sid))  # nothing sent twice
@@ -265,7 +274,7 @@ async def test_a_second_signal_exits_at_once(
     cat = write_catalog(tmp_path / "c.ndjson", 3000)
     # 300 requests at 5/s: the drain the first SIGTERM starts would take a minute.
     job_id = await queue.submit(spec(emu, sid, cat, parts=1, max_products=10, rate=5.0))
-    worker = spawn()
+    worker = spawn(emu)
     await wait_for(queue, job_id, lambda v: v.parts[0].offset > v.parts[0].start)
     worker.send_signal(signal.SIGTERM)
     await asyncio.sleep(0.3)
@@ -285,10 +294,10 @@ async def test_cancel_stops_the_job_and_the_worker_goes_on(
     sid = emu.create_stream("cancelled")
     cat = write_catalog(tmp_path / "c.ndjson", 200_000)
     job_id = await queue.submit(spec(emu, sid, cat, parts=2, max_products=500, rate=20.0))
-    worker = spawn()
+    worker = spawn(emu)
     await wait_for(queue, job_id, lambda v: any(p.offset > p.start for p in v.parts))
-    code, out = await run_cli("jobs", "cancel", job_id, "--queue", queue_url)
-    assert code == 0, out
+    code, _, err = await run_cli("jobs", "cancel", job_id, "--queue", queue_url)
+    assert code == 0, err
     view = await wait_for(
         queue, job_id, lambda v: all(p.status != "running" for p in v.parts), limit=20
     )
@@ -310,9 +319,9 @@ async def test_failing_job_does_not_stop_the_worker(
     sid = emu.create_stream("failing")
     bad = await queue.submit(spec(emu, sid, tmp_path / "gone.ndjson"))
     good = await queue.submit(spec(emu, sid, write_catalog(tmp_path / "ok.ndjson", 500)))
-    worker = spawn()
+    worker = spawn(emu)
     assert (await wait_for(queue, good, finished)).status == "done"
-    _, out = await run_cli("jobs", "show", bad, "--json", "--queue", queue_url)
+    _, out, _ = await run_cli("jobs", "show", bad, "--json", "--queue", queue_url)
     doc = orjson.loads(out)
     assert doc["status"] == "failed" and "gone.ndjson" in doc["error"]
     assert worker.poll() is None
@@ -329,7 +338,7 @@ async def test_workers_share_the_rate_budget(
     # 50 ms that rate tolerates, and the emulator counts fixed seconds.)
     job_id = await queue.submit(spec(emu, sid, cat, parts=3, max_products=400, rate=25.0))
     for _ in range(3):
-        spawn()
+        spawn(emu)
     view = await wait_for(queue, job_id, finished, limit=60)
     assert view.status == "done", view.error
     uploads = [r for r in emu.requests(sid) if r.method == "POST" and r.path.endswith("/products")]

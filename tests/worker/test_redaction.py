@@ -58,18 +58,19 @@ async def redis_with_password(tmp_path: Path) -> AsyncIterator[RestartableRedis]
         server.kill()
 
 
-async def run_cli(*args: str, env: dict[str, str]) -> tuple[int, str]:
+async def run_cli(*args: str, env: dict[str, str]) -> tuple[int, str, str]:
+    """``bulkpush ARGS``: exit code, stdout, stderr."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "bulkpush",
         *args,
         stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
+        stderr=asyncio.subprocess.PIPE,
         env=env,
     )
-    out, _ = await asyncio.wait_for(proc.communicate(), 60)
-    return proc.returncode or 0, out.decode()
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    return proc.returncode or 0, out.decode(), err.decode()
 
 
 async def test_the_worker_never_shows_a_password(
@@ -80,24 +81,27 @@ async def test_the_worker_never_shows_a_password(
     cat = write_catalog(tmp_path / "c.ndjson", 10)
     # An API that refuses connections: the job fails, with an error to show.
     api = f"http://user:{API_PW}@127.0.0.1:{free_port()}"
-    code, out = await run_cli(
+    code, out, submitted = await run_cli(
         "jobs", "submit", str(cat), "--stream", "1", "--api-url", api, "--queue", queue_url,
         "--max-attempts", "1", env=env,
     )  # fmt: skip
-    assert code == 0, out
+    assert code == 0, submitted
     job_id = out.strip()
+    # Warned: a worker without allowances refuses the URL (shown masked).
+    assert "refuses this job: the API URL http://user:***@127.0.0.1:" in submitted
     port = free_port()
     log_path = tmp_path / "worker.log"
     with open(log_path, "wb") as log:  # noqa: ASYNC230 - a local file, opened once
         worker = subprocess.Popen(  # noqa: ASYNC220 - starting it does not block
             [sys.executable, "-m", "bulkpush", "worker", "-v", "--queue", queue_url,
-             "--http", f"127.0.0.1:{port}", "--poll", "0.1"],
+             "--http", f"127.0.0.1:{port}", "--poll", "0.1",
+             "--allow-api-url", api, "--allow-dir", str(tmp_path)],
             env=env, stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
     try:
         doc: dict[str, object] = {}
         for _ in range(300):
-            code, out = await run_cli(
+            code, out, _ = await run_cli(
                 "jobs", "show", job_id, "--json", "--queue", queue_url, env=env
             )
             doc = orjson.loads(out) if code == 0 else {}
@@ -105,8 +109,8 @@ async def test_the_worker_never_shows_a_password(
                 break
             await asyncio.sleep(0.1)
         assert doc.get("status") == "failed", doc
-        code, text = await run_cli("jobs", "show", job_id, "--queue", queue_url, env=env)
-        _, listed = await run_cli("jobs", "list", "--queue", queue_url, env=env)
+        code, text, _ = await run_cli("jobs", "show", job_id, "--queue", queue_url, env=env)
+        _, listed, _ = await run_cli("jobs", "list", "--queue", queue_url, env=env)
         async with aiohttp.ClientSession() as http:
             auth = {"Authorization": "Bearer ctl-token"}
             async with http.get(f"http://127.0.0.1:{port}/healthz", headers=auth) as r:
@@ -124,7 +128,9 @@ async def test_the_worker_never_shows_a_password(
     assert f"redis://:***@127.0.0.1:{redis_with_password.port}/0" in log_text  # -v names it
     assert health["queue"] == f"redis://:***@127.0.0.1:{redis_with_password.port}/0"
     assert doc["target"]["api_url"].startswith("http://user:***@127.0.0.1:")  # type: ignore[index]
+    assert "jobs may push to" in log_text and "http://user:***@127.0.0.1:" in log_text
     shown = [
+        submitted,
         orjson.dumps(doc).decode(),
         text,
         listed,

@@ -14,12 +14,13 @@ import pytest
 from bulkpush._records import Chunk, Outcome, Record, Rejection
 from bulkpush.emulator import EmulatorConfig
 from bulkpush.report import Report
+from bulkpush.worker.allow import Allowances
 from bulkpush.worker.jobs import JOB_STATUSES, JobOptions, JobSpec, Target
 from bulkpush.worker.queue import JobQueue, Lease, LeaseState
 from bulkpush.worker.runner import Watermark, Worker
 
 from ..conftest import TEST_TOKEN
-from .conftest import edit_stored_spec, write_catalog
+from .conftest import allowances, edit_stored_spec, write_catalog
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -41,10 +42,20 @@ async def wait_status(
 
 
 async def run_worker(
-    q: Any, job_id: str, *, limit: float = 30, worker: Worker | None = None
+    q: Any,
+    job_id: str,
+    *,
+    limit: float = 30,
+    worker: Worker | None = None,
+    allow: Allowances | None = None,
 ) -> Any:
-    """Run a worker on ``q`` until ``job_id`` is done or failed; stop it; return the job."""
-    worker = worker or Worker(cast(JobQueue, q), poll_s=0.05, environ={"BP_TEST_TOKEN": TEST_TOKEN})
+    """Run a worker on ``q`` until ``job_id`` is done or failed; stop it; return the job.
+
+    Without ``worker``, one with ``$BP_TEST_TOKEN`` set and the allowances ``allow``.
+    """
+    worker = worker or Worker(
+        cast(JobQueue, q), poll_s=0.05, environ={"BP_TEST_TOKEN": TEST_TOKEN}, allow=allow
+    )
     task = asyncio.create_task(worker.run())
     try:
         return await wait_status(q, job_id, {"done", "failed"}, task, limit)
@@ -84,7 +95,9 @@ async def test_job_with_parts_lands_every_product_once(
             report=str(report_path),
         )
     )
-    worker = Worker(q, poll_s=0.05, environ={"BP_TEST_TOKEN": TEST_TOKEN})
+    worker = Worker(
+        q, poll_s=0.05, environ={"BP_TEST_TOKEN": TEST_TOKEN}, allow=allowances(emu.url, tmp_path)
+    )
     view = await run_worker(q, job_id, worker=worker)
     assert view.status == "done", view.error
     products = emu.products(sid)
@@ -134,7 +147,13 @@ async def test_failing_job_does_not_stop_others(
         job(emu.url, write_catalog(tmp_path / "a.ndjson", 10), stream=sid, token_env="NOPE_X")
     )
     good = await q.submit(job(emu.url, write_catalog(tmp_path / "b.ndjson", 100), stream=sid))
-    worker = Worker(q, poll_s=0.05, environ={"BP_TEST_TOKEN": TEST_TOKEN}, token_wait_s=0.3)
+    worker = Worker(
+        q,
+        poll_s=0.05,
+        environ={"BP_TEST_TOKEN": TEST_TOKEN},
+        token_wait_s=0.3,
+        allow=allowances(emu.url, tmp_path, tokens=("BP_TEST_TOKEN", "NOPE_X")),
+    )
     task = asyncio.create_task(worker.run())
     try:
         view = await wait_status(q, good, {"done", "failed"}, task)
@@ -160,7 +179,7 @@ async def test_a_queued_job_of_an_unknown_kind_fails_alone(
     retired = await q.submit(job(emu.url, write_catalog(tmp_path / "a.ndjson", 10), stream=sid))
     edit_stored_spec(queue_url, retired, lambda doc: doc["target"].update(kind="retired-kind"))
     good = await q.submit(job(emu.url, write_catalog(tmp_path / "b.ndjson", 100), stream=sid))
-    view = await run_worker(q, good)
+    view = await run_worker(q, good, allow=allowances(emu.url, tmp_path))
     assert view.status == "done"
     bad = await q.get(retired)
     assert bad.status == "failed"
@@ -195,7 +214,9 @@ async def test_stop_mid_part_sends_what_was_read_and_gives_the_part_back(
     cat = write_catalog(tmp_path / "c.ndjson", 20_000)
     q = queue_factory()
     job_id = await q.submit(job(emu.url, cat, stream=sid, parts=1, max_products=100))
-    worker = Worker(q, poll_s=0.05, environ={"BP_TEST_TOKEN": TEST_TOKEN})
+    worker = Worker(
+        q, poll_s=0.05, environ={"BP_TEST_TOKEN": TEST_TOKEN}, allow=allowances(emu.url, tmp_path)
+    )
     lease = await q.lease(worker.id)
     assert lease is not None
     task = asyncio.create_task(worker.run_part(lease))
@@ -210,7 +231,7 @@ async def test_stop_mid_part_sends_what_was_read_and_gives_the_part_back(
     sent = len(emu.products(sid))
     assert 0 < sent == part.report["accepted"] == part.report["read"] < 20_000
     assert part.line == sent + 1  # the checkpoint's line is the next one to read
-    view = await run_worker(q, job_id)
+    view = await run_worker(q, job_id, allow=allowances(emu.url, tmp_path))
     assert view.status == "done"
     assert len(emu.products(sid)) == 20_000
     assert set(emu.upload_counts(sid).values()) == {1}  # nothing sent twice
@@ -229,7 +250,9 @@ async def test_a_resumed_parts_rejects_are_merged_once(
     job_id = await q.submit(
         job(emu.url, cat, stream=sid, parts=1, max_products=100, rejects=str(rejects))
     )
-    worker = Worker(q, poll_s=0.05, environ={"BP_TEST_TOKEN": TEST_TOKEN})
+    worker = Worker(
+        q, poll_s=0.05, environ={"BP_TEST_TOKEN": TEST_TOKEN}, allow=allowances(emu.url, tmp_path)
+    )
     lease = await q.lease(worker.id)
     assert lease is not None
     task = asyncio.create_task(worker.run_part(lease))
@@ -244,7 +267,7 @@ async def test_a_resumed_parts_rejects_are_merged_once(
     assert [f.name for f in tmp_path.glob("rejects.ndjson.part*")] == [  # noqa: ASYNC240
         "rejects.ndjson.part00000-1.line1"
     ]
-    view = await run_worker(q, job_id)
+    view = await run_worker(q, job_id, allow=allowances(emu.url, tmp_path))
     assert view.status == "done"
     lines = [orjson.loads(x)["line"] for x in rejects.read_bytes().splitlines()]
     assert sorted(lines) == [n + 1 for n in range(0, 20_000, 500)]  # each once
@@ -288,7 +311,7 @@ async def test_a_lost_cancellation_does_not_keep_a_finished_part_running(
     cat = write_catalog(tmp_path / "c.ndjson", 3000)
     q = LosesOneCancel(queue_factory())
     job_id = await q.submit(job(emu.url, cat, stream=sid, parts=1, max_products=100))
-    view = await run_worker(q, job_id, limit=20)
+    view = await run_worker(q, job_id, limit=20, allow=allowances(emu.url, tmp_path))
     assert q.lost == 1
     assert view.status == "done" and view.report()["accepted"] == 3000
 
@@ -306,7 +329,7 @@ async def test_whole_file_parts_account_every_record(
     js.write_bytes(orjson.dumps([{"id": f"j{i}"} for i in range(700)] + [{"no": "id"}]))
     q = queue_factory()
     job_id = await q.submit(job(emu.url, csv, js, stream=sid, max_products=100))
-    view = await run_worker(q, job_id)
+    view = await run_worker(q, job_id, allow=allowances(emu.url, tmp_path))
     assert view.status == "done", view.error
     report = view.report()
     assert report["read"] == report["accepted"] + report["rejected"] and report["balanced"]

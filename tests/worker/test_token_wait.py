@@ -15,7 +15,7 @@ from bulkpush.worker.queue import JobQueue, Lease
 from bulkpush.worker.runner import Worker
 
 from ..conftest import TEST_TOKEN
-from .conftest import write_catalog
+from .conftest import allowances, write_catalog
 from .test_runner import job, wait_status
 
 pytestmark = pytest.mark.timeout(60)
@@ -47,8 +47,13 @@ async def test_a_worker_without_the_token_leaves_the_job_to_one_that_has_it(
     job_id = await q.submit(job(emu.url, write_catalog(tmp_path / "c.ndjson", 500), stream=sid))
     caplog.set_level(logging.WARNING, "bulkpush.worker")
     queue = cast(JobQueue, q)
-    without = Worker(queue, worker_id="without", poll_s=0.01, environ={}, token_wait_s=30)
-    with_token = Worker(queue, worker_id="with", poll_s=0.01, environ={"BP_TEST_TOKEN": TEST_TOKEN})
+    allow = allowances(emu.url, tmp_path)
+    without = Worker(
+        queue, worker_id="without", poll_s=0.01, environ={}, token_wait_s=30, allow=allow
+    )
+    with_token = Worker(
+        queue, worker_id="with", poll_s=0.01, environ={"BP_TEST_TOKEN": TEST_TOKEN}, allow=allow
+    )
     tasks = [asyncio.create_task(without.run())]
     try:
         await asyncio.sleep(1.5)  # it polls 150 times meanwhile: it must not spin on the job
@@ -78,7 +83,13 @@ async def test_a_job_no_worker_has_the_token_for_fails_after_the_wait(
         job(emu.url, write_catalog(tmp_path / "a.ndjson", 10), stream=sid, token_env="NOWHERE_X")
     )
     good = await q.submit(job(emu.url, write_catalog(tmp_path / "b.ndjson", 100), stream=sid))
-    worker = Worker(q, poll_s=0.02, environ={"BP_TEST_TOKEN": TEST_TOKEN}, token_wait_s=1.0)
+    worker = Worker(
+        q,
+        poll_s=0.02,
+        environ={"BP_TEST_TOKEN": TEST_TOKEN},
+        token_wait_s=1.0,
+        allow=allowances(emu.url, tmp_path, tokens=("BP_TEST_TOKEN", "NOWHERE_X")),
+    )
     started = time.monotonic()
     task = asyncio.create_task(worker.run())
     try:
