@@ -32,7 +32,14 @@ def flags(name: str, *sub: str) -> set[str]:
 def test_submit_takes_every_push_option_and_a_token_reference_instead_of_a_token() -> None:
     push, submit = flags("push"), flags("jobs", "submit")
     # --dry-run and --log-format concern the process that runs: not a job's options.
-    assert push - submit == {"--token", "--quiet", "-q", "--dry-run", "--log-format"}
+    assert push - submit == {
+        "--token",
+        "--token-file",
+        "--quiet",
+        "-q",
+        "--dry-run",
+        "--log-format",
+    }
     assert submit - push == {"--token-env", "--max-in-flight", "--parts", "--queue"}
 
 
