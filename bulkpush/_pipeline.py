@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
@@ -36,7 +37,7 @@ from bulkpush._chunking import BodyFormat, Chunker, encode_body
 from bulkpush._compression import Compressor
 from bulkpush._concurrency import ByteBudget
 from bulkpush._progress import Progress, make_progress
-from bulkpush._records import Chunk, Outcome, Record, Rejection
+from bulkpush._records import STAGE_CLIENT, Chunk, Outcome, Record, Rejection
 from bulkpush._validation import Validator
 from bulkpush.errors import BulkpushError, ChunkFailed, Interrupted, RunStopped, SourceError
 from bulkpush.report import RejectsWriter, Report
@@ -64,6 +65,16 @@ RecordHook = Callable[[Record], None]
 # How many records one trip to the reader thread handles at most before it
 # reports back (keeps progress and client rejections flowing on bad files).
 _STEP_RECORDS = 20_000
+
+_log = logging.getLogger("bulkpush.pipeline")
+
+
+def _unexpected(exc: BaseException) -> str:
+    """``Type: message``, on one line and short: what an unforeseen error says to a user."""
+    text = " ".join(str(exc).split())
+    if len(text) > 200:
+        text = text[:200] + "…"
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 class Sender(Protocol):
@@ -146,6 +157,7 @@ class _Reader:
         self.fed = 0
         self.cut = 0
         self.bytes_read = 0
+        self.source_name = "the catalog"  # the source being read, for an unexpected error
 
     def _count(self, nbytes: int) -> None:
         self.bytes_read += nbytes
@@ -157,6 +169,7 @@ class _Reader:
         # Files count every byte read (blank lines too) as they read them.
         count = self._count
         for src in sources:
+            self.source_name = _source_name(src)
             if isinstance(src, FileRange):
                 yield from src.records(
                     format=fmt, max_record_bytes=cap, csv_delimiter=delimiter, on_bytes=count
@@ -206,7 +219,11 @@ class _Reader:
                 if isinstance(item, Rejection):
                     st.rejections.append(item)
                 else:
-                    rejection = validator(item)
+                    try:
+                        rejection = validator(item)
+                    except Exception as exc:
+                        # One crafted product must not end the run: it alone is rejected.
+                        rejection = self._unchecked(item, exc)
                     if rejection is not None:
                         st.rejections.append(rejection)
                     else:
@@ -224,6 +241,20 @@ class _Reader:
             self._source_failed(st, exc)
         except BulkpushError as exc:
             st.error = exc
+        except Exception as exc:
+            # A reader's (or on_record's) own failure, which no content should
+            # cause: stop as for an unreadable source, with one line, not a
+            # traceback; what was read before it is still sent and reported.
+            _log.debug("reading %s failed", self.source_name, exc_info=True)
+            name = self.source_name
+            msg = f"reading {name} failed unexpectedly ({_unexpected(exc)})"
+            self._source_failed(st, SourceError(msg, source=name))
+
+    @staticmethod
+    def _unchecked(record: Record, exc: Exception) -> Rejection:
+        _log.debug("checking %s line %d failed", record.source, record.line, exc_info=True)
+        message = f"The product could not be checked: an unexpected {type(exc).__name__}"
+        return Rejection(record, STAGE_CLIENT, message)
 
     def _source_failed(self, st: _Step, exc: SourceError) -> None:
         # What was read before the failure (the intact part of a truncated
@@ -231,6 +262,17 @@ class _Reader:
         st.done = True
         st.error = exc
         self._encode(st, self.chunker.flush())
+
+
+def _source_name(src: Source) -> str:
+    if isinstance(src, FileRange):
+        return src.path
+    if isinstance(src, str | os.PathLike):
+        return "<stdin>" if src == "-" else os.fspath(src)
+    if hasattr(src, "read"):
+        name = getattr(src, "name", None)
+        return name if isinstance(name, str) and name else "<stream>"
+    return "<iterable>"
 
 
 def _observed(
@@ -250,15 +292,19 @@ class Pipeline:
     the report attached) when the run stopped before every record was sent.
     A source that fails mid-way (a truncated gzip file) stops reading; the
     records read before the failure are still sent, then the run raises
-    :class:`RunStopped` caused by the :class:`SourceError`.
+    :class:`RunStopped` caused by the :class:`SourceError`. An unexpected
+    exception while reading (a bug, never a product's content) does the same,
+    as a ``SourceError`` saying ``reading SOURCE failed unexpectedly (Type:
+    message)``; one from validating a product rejects that product alone
+    ("The product could not be checked: an unexpected Type").
 
     ``on_record``, when given, is called with every record read, in read
     order, before it is validated — also with the record of a
     :class:`Rejection` the source itself made (a broken CSV row) — so the
     same :class:`Record` objects later arrive in the events. It runs in the
-    reader thread: keep it short and thread-safe; an exception from it ends
-    the run like a stage's error. :meth:`stop_reading` ends a run early but
-    cleanly (a graceful drain).
+    reader thread: keep it short and thread-safe; an exception from it stops
+    the run like an unexpected error while reading. :meth:`stop_reading`
+    ends a run early but cleanly (a graceful drain).
     """
 
     def __init__(

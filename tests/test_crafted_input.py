@@ -1,0 +1,230 @@
+"""Trust boundaries: what one crafted line, row, element or connection can do.
+
+Each test reproduces a failure of the issue "Trust boundaries and fault
+tolerance" (a traceback and no report, rows merged silently, an element held
+whole, a server kept busy by idle sockets) and pins what happens instead.
+Library level, and through ``python -m bulkpush push`` against the emulator
+over loopback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from bulkpush._records import Record, Rejection
+from bulkpush._validation import (
+    MAX_FLATTEN_DEPTH,
+    MSG_FLATTEN_TOO_DEEP,
+    ValidationOptions,
+    Validator,
+)
+from bulkpush.client import StreamClient
+from bulkpush.emulator import Emulator, EmulatorConfig
+from bulkpush.errors import RunStopped, SourceError
+from bulkpush.report._rejects import MSG_PRODUCT_TOO_DEEP
+from bulkpush.sources import MSG_UNENCODABLE, iter_records
+
+pytestmark = pytest.mark.timeout(120)
+
+TOKEN = "crafted-input-token"
+FLAT = Validator(ValidationOptions(flatten=True))
+
+EmulatorFactory = Callable[..., Awaitable[Emulator]]
+
+
+@pytest.fixture
+async def emu_factory() -> AsyncIterator[EmulatorFactory]:
+    started: list[Emulator] = []
+
+    async def make(idle_timeout_s: float | None = None, **kwargs: Any) -> Emulator:
+        kwargs.setdefault("tokens", frozenset({TOKEN}))
+        kwargs.setdefault("products_rate", None)
+        kwargs.setdefault("other_rate", None)
+        config = EmulatorConfig(**kwargs)
+        if idle_timeout_s is None:
+            emu = Emulator(config)
+        else:
+            emu = Emulator(config, idle_timeout_s=idle_timeout_s)
+        await emu.start()
+        started.append(emu)
+        return emu
+
+    yield make
+    for emu in reversed(started):
+        await emu.aclose()
+
+
+async def cli(emu: Emulator, *args: str) -> tuple[int, str, str]:
+    """``python -m bulkpush ARGS`` against ``emu``: exit code, stdout, stderr."""
+    env = {**os.environ, "BULKPUSH_TOKEN": TOKEN, "BULKPUSH_API_URL": emu.url}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bulkpush", *args,
+        env=env, stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+def read(data: bytes, **kwargs: Any) -> list[Record | Rejection]:
+    return list(iter_records(io.BytesIO(data), **kwargs))
+
+
+def nested(levels: int) -> bytes:
+    """A product nested ``levels`` deep, the product itself being level 1."""
+    inner = b'{"a":' * (levels - 1) + b"1" + b"}" * (levels - 1)
+    return b'{"id":"deep","a":' + inner + b"}"
+
+
+def test_nested_builds_what_it_says() -> None:
+    assert nested(1) == b'{"id":"deep","a":1}'
+    assert nested(3) == b'{"id":"deep","a":{"a":{"a":1}}}'
+
+
+# --- 1. one crafted product rejects itself, never the run ---------------------------
+
+
+def test_flatten_rejects_a_product_nested_1000_deep() -> None:
+    record = Record("c.ndjson", 2, 0, nested(1000))
+    rejection = FLAT(record)
+    assert rejection is not None and rejection.message == MSG_FLATTEN_TOO_DEEP
+    assert rejection.message == "Nested too deep to flatten (over 254 levels)"
+
+
+def test_flatten_takes_the_deepest_product_orjson_can_write() -> None:
+    deepest = orjson.dumps(orjson.loads(nested(MAX_FLATTEN_DEPTH)))  # orjson writes it back
+    record = Record("c.ndjson", 1, 0, deepest)
+    assert FLAT(record) is None
+    assert orjson.loads(record.raw) == {"id": "deep", ".".join(["a"] * MAX_FLATTEN_DEPTH): 1}
+    too_deep = FLAT(Record("c.ndjson", 1, 0, nested(MAX_FLATTEN_DEPTH + 1)))
+    assert too_deep is not None and too_deep.message == MSG_FLATTEN_TOO_DEEP
+    with pytest.raises(orjson.JSONEncodeError):
+        orjson.dumps(orjson.loads(nested(MAX_FLATTEN_DEPTH + 2)))
+
+
+def rejects_line(product: bytes, line: int) -> bytes:
+    tail = b',"id":null,"reason":"r","stage":"client","source":"c.ndjson","line":%d}' % line
+    return b'{"product":' + product + tail
+
+
+def test_a_rejects_file_product_nested_300_deep_is_rejected_alone() -> None:
+    data = b"\n".join(
+        [
+            rejects_line(b'{"id":"1"}', 1),
+            rejects_line(nested(300), 2),
+            rejects_line(b'{"id":"3"}', 3),
+        ]
+    )
+    out = read(data, name="rejects.ndjson")
+    assert [type(x) for x in out] == [Record, Rejection, Record]
+    assert isinstance(out[1], Rejection) and out[1].message == MSG_PRODUCT_TOO_DEEP
+    assert out[1].record.line == 2
+    assert [x.raw for x in out if isinstance(x, Record)] == [b'{"id":"1"}', b'{"id":"3"}']
+
+
+@pytest.mark.parametrize("levels", [300, 2_000])
+def test_a_json_array_element_nested_too_deep_is_rejected_alone(levels: int) -> None:
+    data = b'[{"id":"1"},\n' + nested(levels) + b',\n{"id":"3"}]'
+    out = read(data, format="json")
+    assert [type(x) for x in out] == [Record, Rejection, Record]
+    assert isinstance(out[1], Rejection) and out[1].message == MSG_UNENCODABLE
+    assert [x.record.line if isinstance(x, Rejection) else x.line for x in out] == [1, 2, 3]
+
+
+class _Explodes(Validator):
+    """A validator with a bug that one product's content triggers."""
+
+    def __call__(self, record: Record) -> Rejection | None:
+        if b"boom" in record.raw:
+            raise RecursionError("maximum recursion depth exceeded")
+        return super().__call__(record)
+
+
+def _with_validator(validator: Validator) -> Callable[[Any], Validator]:
+    def factory(_options: Any) -> Validator:
+        return validator
+
+    return factory
+
+
+async def test_an_unexpected_error_checking_one_product_rejects_it_alone(
+    emu_factory: EmulatorFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import bulkpush._engine as engine
+
+    monkeypatch.setattr(engine, "Validator", _with_validator(_Explodes()))
+    emu = await emu_factory()
+    sid = emu.create_stream("unexpected-check")
+    path = tmp_path / "c.ndjson"
+    path.write_bytes(b'{"id":"1"}\n{"id":"2","t":"boom"}\n{"id":"3"}\n')
+    async with StreamClient(token=TOKEN, api_url=emu.url) as client:
+        report = await client.push(str(path), stream=sid)
+    assert (report.read, report.accepted, report.rejected) == (3, 2, 1)
+    assert sorted(emu.products(sid)) == ["1", "3"]
+    (error,) = report.to_dict()["errors"]
+    assert "could not be checked: an unexpected RecursionError" in str(error)
+
+
+async def test_an_unexpected_error_while_reading_stops_with_the_report(
+    emu_factory: EmulatorFactory,
+) -> None:
+    emu = await emu_factory()
+    sid = emu.create_stream("unexpected-read")
+
+    def catalog() -> Iterator[dict[str, str]]:
+        yield {"id": "1"}
+        yield {"id": "2"}
+        raise ValueError("a bug\nover two lines")
+
+    async with StreamClient(token=TOKEN, api_url=emu.url) as client:
+        with pytest.raises(RunStopped) as info:
+            await client.push(catalog(), stream=sid)
+    cause = info.value.cause
+    assert isinstance(cause, SourceError)
+    assert str(cause) == "reading <iterable> failed unexpectedly (ValueError: a bug over two lines)"
+    report = info.value.report
+    assert (report.read, report.accepted, report.not_sent) == (2, 2, 0)
+    assert report.stopped == str(cause)
+    assert sorted(emu.products(sid)) == ["1", "2"]
+
+
+async def test_crafted_nesting_through_the_cli(
+    emu_factory: EmulatorFactory, tmp_path: Path
+) -> None:
+    emu = await emu_factory()
+    sid = emu.create_stream("crafted-cli")
+    catalog = tmp_path / "c.ndjson"
+    catalog.write_bytes(b'{"id":"1","a":{"b":2}}\n' + nested(1000) + b'\n{"id":"3"}\n')
+    report_path, rejects = tmp_path / "report.json", tmp_path / "rejects.ndjson"
+    code, _, err = await cli(
+        emu, "push", str(catalog), "--stream", sid, "--flatten", "--quiet",
+        "--report", str(report_path), "--rejects", str(rejects),
+    )  # fmt: skip
+    assert code == 1, err
+    assert "Traceback" not in err
+    report = orjson.loads(report_path.read_bytes())
+    assert (report["read"], report["accepted"], report["rejected"]) == (3, 2, 1)
+    (line,) = rejects.read_bytes().splitlines()
+    written = orjson.loads(line)
+    assert (written["line"], written["reason"], written["id"]) == (2, MSG_FLATTEN_TOO_DEEP, "deep")
+
+    # The rejects file, with a product nested 300 deep put in by hand, pushed again.
+    fixed = tmp_path / "fixed.ndjson"
+    fixed.write_bytes(rejects_line(nested(300), 2) + b"\n" + rejects_line(b'{"id":"4"}', 9) + b"\n")
+    code, _, err = await cli(
+        emu, "push", str(fixed), "--stream", sid, "--quiet", "--report", str(report_path)
+    )
+    assert code == 1, err
+    assert "Traceback" not in err
+    report = orjson.loads(report_path.read_bytes())
+    assert (report["read"], report["accepted"], report["rejected"]) == (2, 1, 1)
+    assert "4" in emu.products(sid)
