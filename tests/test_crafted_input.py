@@ -31,6 +31,7 @@ from bulkpush.emulator import Emulator, EmulatorConfig
 from bulkpush.errors import RunStopped, SourceError
 from bulkpush.report._rejects import MSG_PRODUCT_TOO_DEEP
 from bulkpush.sources import MSG_UNENCODABLE, iter_records
+from bulkpush.sources._csv import MSG_CSV_UNCLOSED_QUOTE
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -228,3 +229,69 @@ async def test_crafted_nesting_through_the_cli(
     report = orjson.loads(report_path.read_bytes())
     assert (report["read"], report["accepted"], report["rejected"]) == (2, 1, 1)
     assert "4" in emu.products(sid)
+
+
+# --- 2. an unclosed CSV quote rejects its line, and the rows after it are read ----------
+
+
+FOUR_ROWS = b'id,title\n1,a\n2,"b\n3,c\n4,d\n'
+
+
+def test_an_unclosed_quote_rejects_its_line_and_reads_on() -> None:
+    out = read(FOUR_ROWS, format="csv", name="c.csv")
+    assert [type(x) for x in out] == [Record, Rejection, Record, Record]
+    rejection = out[1]
+    assert isinstance(rejection, Rejection) and rejection.message == MSG_CSV_UNCLOSED_QUOTE
+    assert (rejection.record.line, rejection.record.raw) == (3, b'2,"b')
+    assert rejection.record.offset == FOUR_ROWS.index(b'2,"b')
+    records = [x for x in out if isinstance(x, Record)]
+    assert [(r.line, r.raw) for r in records] == [
+        (2, b'{"id":"1","title":"a"}'),
+        (4, b'{"id":"3","title":"c"}'),
+        (5, b'{"id":"4","title":"d"}'),
+    ]
+    assert [r.offset for r in records] == [FOUR_ROWS.index(b) for b in (b"1,a", b"3,c", b"4,d")]
+
+
+def test_an_unclosed_quote_past_the_cap_rejects_its_line_and_reads_on() -> None:
+    cap = 64
+    data = b'id,t\n1,a\n2,"b\n' + b"x,y\n" * 40 + b"3,c\n"
+    out = read(data, format="csv", max_record_bytes=cap)
+    assert isinstance(out[1], Rejection) and out[1].message == MSG_CSV_UNCLOSED_QUOTE
+    assert out[1].record.line == 3
+    records = [x for x in out if isinstance(x, Record)]
+    assert len(records) == 1 + 40 + 1
+    assert [r.line for r in records] == [2, *range(4, 44), 44]
+    assert records[-1].raw == b'{"id":"3","t":"c"}'
+
+
+def test_a_quoted_cell_over_several_lines_is_still_one_row() -> None:
+    data = b'id,t\n1,"a\nb, ""c""\nd"\n2,e\n'
+    out = read(data, format="csv")
+    assert [(r.line, r.raw) for r in out if isinstance(r, Record)] == [
+        (2, orjson.dumps({"id": "1", "t": 'a\nb, "c"\nd'})),
+        (5, b'{"id":"2","t":"e"}'),
+    ]
+
+
+def test_an_unclosed_quote_in_the_header_is_a_source_error() -> None:
+    with pytest.raises(SourceError, match="header"):
+        read(b'id,"title\n1,a\n', format="csv")
+
+
+async def test_an_unclosed_quote_through_the_cli(
+    emu_factory: EmulatorFactory, tmp_path: Path
+) -> None:
+    emu = await emu_factory()
+    sid = emu.create_stream("csv-quote")
+    catalog = tmp_path / "c.csv"
+    catalog.write_bytes(FOUR_ROWS)
+    report_path = tmp_path / "report.json"
+    code, out, err = await cli(
+        emu, "push", str(catalog), "--stream", sid, "--report", str(report_path)
+    )
+    assert code == 1, err
+    report = orjson.loads(report_path.read_bytes())
+    assert (report["read"], report["accepted"], report["rejected"]) == (4, 3, 1)
+    assert sorted(emu.products(sid)) == ["1", "3", "4"]
+    assert "quoted cell opened here is never closed" in out
