@@ -13,6 +13,8 @@ import asyncio
 import io
 import os
 import sys
+import time
+import tracemalloc
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,7 @@ from bulkpush._records import Record, Rejection
 from bulkpush._validation import (
     MAX_FLATTEN_DEPTH,
     MSG_FLATTEN_TOO_DEEP,
+    MSG_TOO_LARGE,
     ValidationOptions,
     Validator,
 )
@@ -30,8 +33,11 @@ from bulkpush.client import StreamClient
 from bulkpush.emulator import Emulator, EmulatorConfig
 from bulkpush.errors import RunStopped, SourceError
 from bulkpush.report._rejects import MSG_PRODUCT_TOO_DEEP
-from bulkpush.sources import MSG_UNENCODABLE, iter_records
+from bulkpush.sources import MSG_JSON_BROKEN, MSG_UNENCODABLE, iter_records
 from bulkpush.sources._csv import MSG_CSV_UNCLOSED_QUOTE
+from bulkpush.sources._jsonarray import read_json
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -295,3 +301,131 @@ async def test_an_unclosed_quote_through_the_cli(
     assert (report["read"], report["accepted"], report["rejected"]) == (4, 3, 1)
     assert sorted(emu.products(sid)) == ["1", "3", "4"]
     assert "quoted cell opened here is never closed" in out
+
+
+# --- 3. a JSON-array element over the cap is never held whole ---------------------------
+
+
+def _write_big_element_catalog(path: Path, shape: str, size: int) -> None:
+    with path.open("wb") as f:
+        f.write(b'[\n  {"id": "a", "t": "x"},\n  {"id": "big", ')
+        written = 0
+        if shape == "string":
+            f.write(b'"d": "')
+            piece = b"x" * 65_536
+            while written < size:
+                f.write(piece)
+                written += len(piece)
+            f.write(b'"}')
+        else:  # many small attributes in nested arrays, strings with brackets and escapes
+            f.write(b'"d": [')
+            piece = (b'{"k": "v]}\\"[{,' + b"w" * 200 + b'", "n": [1, 2.5, null]},') * 1000
+            while written < size:
+                f.write(piece)
+                written += len(piece)
+            f.write(b'{"k": "end"}]}')
+        f.write(b',\n  {"id": "c"}\n]\n')
+
+
+@pytest.mark.parametrize("shape", ["string", "attributes"])
+def test_a_20_mb_element_is_rejected_while_streaming(tmp_path: Path, shape: str) -> None:
+    size = 20_000_000
+    cap = 1_000_000
+    path = tmp_path / "big.json"
+    _write_big_element_catalog(path, shape, size)
+    tracemalloc.start()
+    try:
+        started = time.monotonic()
+        out = list(iter_records(path, max_record_bytes=cap))
+        elapsed = time.monotonic() - started
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 6_000_000, peak  # one block, the element's first MB, and the records
+    assert elapsed < 30
+    assert [type(x) for x in out] == [Record, Record, Record]
+    first, big, last = out
+    assert isinstance(first, Record) and first.raw == b'{"id":"a","t":"x"}'
+    assert isinstance(last, Record) and (last.line, last.raw) == (3, b'{"id":"c"}')
+    assert isinstance(big, Record) and big.line == 2 and len(big.raw) == cap + 1
+    rejection = Validator(ValidationOptions(max_product_bytes=cap))(big)
+    assert rejection is not None and rejection.message == MSG_TOO_LARGE
+    assert big.id == "big"  # read from its first bytes: the report and rejects file name it
+
+
+def _chunked(data: bytes, size: int) -> Callable[[int], bytes]:
+    pos = 0
+
+    def read(_n: int) -> bytes:
+        nonlocal pos
+        piece = data[pos : pos + size]
+        pos += len(piece)
+        return piece
+
+    return read
+
+
+def _elements(data: bytes, size: int, cap: int = 1 << 20) -> list[Record | Rejection]:
+    return list(read_json(_chunked(data[1:], size), data[:1], "t.json", cap=cap))
+
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**63 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(alphabet='ab"\\[]{},: \n\t\u00e9\u2028\U0001f600', max_size=8),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(st.text(alphabet='a"\\[]{},', max_size=4), children, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    items=st.lists(json_values, max_size=8),
+    pretty=st.booleans(),
+    size=st.integers(1, 40),
+)
+def test_json_array_elements_survive_any_block_boundary(
+    items: list[Any], pretty: bool, size: int
+) -> None:
+    data = orjson.dumps(items, option=orjson.OPT_INDENT_2 if pretty else 0)
+    out = _elements(data, size)
+    assert all(isinstance(r, Record) for r in out)
+    assert [orjson.loads(r.raw) for r in out if isinstance(r, Record)] == items
+    assert [r.line for r in out if isinstance(r, Record)] == list(range(1, len(items) + 1))
+
+
+@pytest.mark.parametrize(
+    ("data", "records", "broken_at"),
+    [
+        (b'[{"id":1},', 1, 2),
+        (b"[1,,2]", 1, 2),
+        (b"[1,]", 1, 2),
+        (b"[,1]", 0, 1),
+        (b"[1}", 0, 1),
+        (b"[1] x", 1, 2),
+        (b'[{"a":"\\', 0, 1),
+        (b'[{"id":1},{"id":2 "x"},{"id":3}]', 1, 2),
+        (b'[{"id":1},{"id":[2}},{"id":3}]', 1, 2),
+    ],
+)
+@pytest.mark.parametrize("size", [1, 3, 1 << 20])
+def test_a_broken_json_array_is_one_rejection_where_it_breaks(
+    data: bytes, records: int, broken_at: int, size: int
+) -> None:
+    out = _elements(data, size)
+    assert sum(isinstance(x, Record) for x in out) == records
+    last = out[-1]
+    assert isinstance(last, Rejection) and last.message == MSG_JSON_BROKEN
+    assert last.record.line == broken_at
+
+
+def test_an_empty_array_and_trailing_whitespace_are_fine() -> None:
+    assert _elements(b"[ \n ]  \n\n", 2) == []
+    assert [r.raw for r in _elements(b'[ {"id": 1} ]\n', 1) if isinstance(r, Record)] == [
+        b'{"id":1}'
+    ]
