@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import io
 import os
+import socket
 import sys
 import time
 import tracemalloc
@@ -19,8 +20,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from bulkpush._records import Record, Rejection
 from bulkpush._validation import (
     MAX_FLATTEN_DEPTH,
@@ -36,8 +41,6 @@ from bulkpush.report._rejects import MSG_PRODUCT_TOO_DEEP
 from bulkpush.sources import MSG_JSON_BROKEN, MSG_UNENCODABLE, iter_records
 from bulkpush.sources._csv import MSG_CSV_UNCLOSED_QUOTE
 from bulkpush.sources._jsonarray import read_json
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -429,3 +432,88 @@ def test_an_empty_array_and_trailing_whitespace_are_fine() -> None:
     assert [r.raw for r in _elements(b'[ {"id": 1} ]\n', 1) if isinstance(r, Record)] == [
         b'{"id":1}'
     ]
+
+
+# --- 4. idle and slow connections hold neither server ----------------------------------
+
+
+async def _idle_sockets(
+    host: str, port: int, n: int
+) -> list[tuple[asyncio.StreamReader, asyncio.StreamWriter]]:
+    conns = []
+    for i in range(n):
+        reader, writer = await asyncio.open_connection(host, port)
+        if i % 2:  # a slow loris: half a request head, then nothing
+            writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+            await writer.drain()
+        conns.append((reader, writer))
+    return conns
+
+
+async def _closed_by_the_server(
+    conns: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]], within: float
+) -> None:
+    async def eof(reader: asyncio.StreamReader) -> bytes:
+        return await reader.read()
+
+    try:
+        got = await asyncio.wait_for(asyncio.gather(*(eof(r) for r, _ in conns)), within)
+        assert all(data == b"" for data in got)  # closed without an answer
+    finally:
+        for _, writer in conns:
+            writer.close()
+
+
+IDLE = 80
+
+
+async def test_idle_connections_do_not_hold_the_emulator(emu_factory: EmulatorFactory) -> None:
+    emu = await emu_factory(idle_timeout_s=1.0)
+    host, port = emu.url.removeprefix("http://").rsplit(":", 1)
+    conns = await _idle_sockets(host, int(port), IDLE)
+    started = time.monotonic()
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(f"{emu.url}/_emulator/counters") as resp,
+    ):
+        assert resp.status == 200
+    assert time.monotonic() - started < 2
+    await _closed_by_the_server(conns, within=10)
+
+
+def test_the_default_idle_timeout_is_bounded() -> None:
+    from bulkpush.emulator import server
+    from bulkpush.worker import control
+
+    assert 15 < server.IDLE_TIMEOUT_S <= 120 and Emulator().idle_timeout_s == server.IDLE_TIMEOUT_S
+    assert 15 < control.IDLE_TIMEOUT_S <= 120
+    with pytest.raises(ValueError, match="idle_timeout_s"):
+        Emulator(idle_timeout_s=0)
+
+
+async def test_idle_connections_do_not_hold_the_control_api(tmp_path: Path) -> None:
+    from bulkpush.worker.control import start_control
+    from bulkpush.worker.queue import open_queue
+    from bulkpush.worker.runner import Worker
+
+    queue = open_queue(f"sqlite:///{tmp_path / 'jobs.db'}")
+    worker = Worker(queue, environ={})
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    runner = await start_control(
+        f"127.0.0.1:{port}", worker=worker, token="s3cret", idle_timeout_s=1.0
+    )
+    try:
+        conns = await _idle_sockets("127.0.0.1", port, IDLE)
+        started = time.monotonic()
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(f"http://127.0.0.1:{port}/healthz") as resp,
+        ):
+            assert resp.status == 200 and (await resp.json())["ok"] is True
+        assert time.monotonic() - started < 2
+        await _closed_by_the_server(conns, within=10)
+    finally:
+        await runner.cleanup()
+        await queue.aclose()
