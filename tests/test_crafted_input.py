@@ -390,7 +390,7 @@ json_values = st.recursive(
 @given(
     items=st.lists(json_values, max_size=8),
     pretty=st.booleans(),
-    size=st.integers(1, 40),
+    size=st.integers(1, 40) | st.just(1 << 20),
 )
 def test_json_array_elements_survive_any_block_boundary(
     items: list[Any], pretty: bool, size: int
@@ -400,6 +400,23 @@ def test_json_array_elements_survive_any_block_boundary(
     assert all(isinstance(r, Record) for r in out)
     assert [orjson.loads(r.raw) for r in out if isinstance(r, Record)] == items
     assert [r.line for r in out if isinstance(r, Record)] == list(range(1, len(items) + 1))
+
+
+@pytest.mark.parametrize("pretty", [False, True])
+@pytest.mark.parametrize("size", [7, 4096, 1 << 20])
+def test_products_that_look_like_element_boundaries_inside(pretty: bool, size: int) -> None:
+    items = [
+        {
+            "id": str(i),
+            "t": '"},{"id": "x"}, {"id":' * (i % 3),
+            "variants": [{"id": f"{i}-{k}", "v": [k, {"id": "}"}]} for k in range(i % 4)],
+        }
+        for i in range(2_000)
+    ]
+    data = orjson.dumps(items, option=orjson.OPT_INDENT_2 if pretty else 0)
+    out = _elements(data, size)
+    assert [orjson.loads(r.raw) for r in out if isinstance(r, Record)] == items
+    assert len(out) == len(items)
 
 
 @pytest.mark.parametrize(

@@ -205,6 +205,19 @@ def _scan(read: Reader, data: bytes, i: int, cap: int) -> tuple[_Element, bytes,
             i += 1
 
 
+def _batch_end(data: bytes, i: int) -> int:
+    """Where whole elements from ``data[i]`` may end: at the ``,`` before the last element
+    that starts as this one does (products mostly start with the same key), else -1."""
+    colon = data.find(b":", i, i + 256)
+    if colon < 0:
+        return -1
+    start = data.rfind(data[i:colon], i + 1)  # '{"id"', as it is printed
+    k = start - 1
+    while k > i and data[k] in WS:
+        k -= 1
+    return k if start > 0 and data[k] == 0x2C else -1
+
+
 def _batch(data: bytes, i: int, end: int) -> list[Any] | None:
     """The elements in ``data[i:end]``, parsed in one call, if they make a sequence of values
     (None when not, or when they may hold an integer orjson would change)."""
@@ -221,8 +234,9 @@ def _elements(read: Reader, data: bytes, cap: int) -> Iterator[Any | _Element]:
     """The elements of the array that ``data`` (then ``read``) holds, from just after its ``[``:
     each parsed (the common case) or as scanned bytes (a nested element, one over the cap).
 
-    The fastest way first: the elements up to the block's last ``},`` parsed
-    in one orjson call (tried once per block); then one object at a time
+    The fastest way first: the elements up to the last one in the block
+    (found by how this one starts, or by the last ``},``) parsed in one orjson
+    call (each end tried once per block); then one object at a time
     (:func:`_object_fast`); then the exact scan (:func:`_scan`). Raises
     ``_Broken`` where the array stops making sense; ends after the closing
     ``]``, which only whitespace may follow.
@@ -231,16 +245,21 @@ def _elements(read: Reader, data: bytes, cap: int) -> Iterator[Any | _Element]:
     if data[i] == 0x5D:  # "[]"
         _expect_end(read, data[i + 1 :])
         return
-    failed = (0, -1)  # (id of the block, end) of a batch that did not parse
+    block = data
+    failed: set[int] = set()  # the ends of batches in ``block`` that did not parse
     while True:
         batch = None
         end = -1
         if data[i] == 0x7B:
-            end = data.rfind(b"},", i) + 1
-            if end - i > 1 and end - i <= cap and (id(data), end) != failed:
-                batch = _batch(data, i, end)
-                if batch is None:
-                    failed = (id(data), end)
+            if data is not block:
+                block = data
+                failed.clear()
+            for end in (_batch_end(data, i), data.rfind(b"},", i) + 1):
+                if 1 < end - i <= cap and end not in failed:
+                    batch = _batch(data, i, end)
+                    if batch is not None:
+                        break
+                    failed.add(end)
         if batch is not None:
             yield from batch
             i = end
