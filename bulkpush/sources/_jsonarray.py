@@ -1,16 +1,21 @@
 """The JSON reader: a top-level array of products (or one object), streamed element by element.
 
 The array is read a block at a time and cut into elements, never parsed
-whole. An object element is found the fast way: orjson parses from its
-``{`` to a ``}`` that a ``,`` or ``]`` follows, and a value that parses whole
-ends exactly there, whatever its strings hold. When a few such tries fail
-(a nested product, a broken one, one over the cap), an exact scan takes
-over: a regular expression skips strings and everything but brackets and
-commas. Elements are re-encoded compactly with orjson. An element over the
-cap (``max_record_bytes``) is not held whole, as an NDJSON line is not: its
-first ``cap + 1`` bytes become the record's ``raw`` (validation rejects it
-as too large) and the rest is scanned and dropped. So memory holds a block
-or two and at most one capped element, whatever the file holds.
+whole. JSON values are self-delimiting, so a parse that succeeds proves
+where elements end, whatever their strings hold: the fast way parses a
+block's elements in one orjson call, up to the ``,`` before the last one
+that starts as the current one does (or up to the last ``},``); failing
+that, one object at a time, from its ``{`` to a ``}`` that a ``,`` or ``]``
+follows. When a few such tries fail (a nested product, a broken one, one
+over the cap), an exact scan takes over: a regular expression skips strings
+and everything but brackets and commas. Elements are re-encoded compactly
+with orjson. An element over the cap (``max_record_bytes``) is not held
+whole, as an NDJSON line is not: its first ``cap + 1`` bytes become the
+record's ``raw`` (validation rejects it as too large) and the rest is
+scanned and dropped. So memory holds a block or two and at most one capped
+element, whatever the file holds. Measured on this machine (2 cores, ~760
+byte products): ~170 MB/s compact, ~90 MB/s indented, ~65 MB/s with nested
+variants (ijson's C backend, used before: ~50-100 MB/s).
 
 ``line`` is the element number (1-based); ``offset`` is -1. An element that
 is not valid JSON, a bracket that closes the array too early and an array
