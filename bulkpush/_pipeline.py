@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
@@ -51,6 +52,16 @@ __all__ = [
 
 Event = Outcome | Rejection
 
+_log = logging.getLogger("bulkpush.pipeline")
+
+
+def _unexpected(exc: BaseException) -> str:
+    """``Type: message``, on one line and short: what an unforeseen error says to a user."""
+    text = " ".join(str(exc).split())
+    if len(text) > 200:
+        text = text[:200] + "…"
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
 
 class Sender(Protocol):
     """What the pipeline needs of a target: send one chunk's payload.
@@ -75,15 +86,19 @@ class Pipeline:
     the report attached) when the run stopped before every record was sent.
     A source that fails mid-way (a truncated gzip file) stops reading; the
     records read before the failure are still sent, then the run raises
-    :class:`RunStopped` caused by the :class:`SourceError`.
+    :class:`RunStopped` caused by the :class:`SourceError`. An unexpected
+    exception while reading (a bug, never a product's content) does the same,
+    as a ``SourceError`` saying ``reading SOURCE failed unexpectedly (Type:
+    message)``; one from validating a product rejects that product alone
+    ("The product could not be checked: an unexpected Type").
 
     ``on_record``, when given, is called with every record read, in read
     order, before it is validated — also with the record of a
     :class:`Rejection` the source itself made (a broken CSV row) — so the
     same :class:`Record` objects later arrive in the events. It runs in the
-    reader thread: keep it short and thread-safe; an exception from it ends
-    the run like a stage's error. :meth:`stop_reading` ends a run early but
-    cleanly (a graceful drain).
+    reader thread: keep it short and thread-safe; an exception from it stops
+    the run like an unexpected error while reading. :meth:`stop_reading`
+    ends a run early but cleanly (a graceful drain).
     """
 
     def __init__(

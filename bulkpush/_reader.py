@@ -7,6 +7,7 @@ read, rejected and cut. ``stop_requested`` ends reading at the next step.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -14,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import IO, Any
 
 from bulkpush._chunking import BodyFormat, Chunker, encode_body
-from bulkpush._records import Chunk, Record, Rejection
+from bulkpush._records import STAGE_CLIENT, Chunk, Record, Rejection
 from bulkpush._validation import Validator
 from bulkpush.errors import BulkpushError, SourceError
 from bulkpush.sources import (
@@ -33,6 +34,16 @@ RecordHook = Callable[[Record], None]
 # How many records one trip to the reader thread handles at most before it
 # reports back (keeps progress and client rejections flowing on bad files).
 STEP_RECORDS = 20_000
+
+_log = logging.getLogger("bulkpush.pipeline")
+
+
+def _unexpected(exc: BaseException) -> str:
+    """``Type: message``, on one line and short: what an unforeseen error says to a user."""
+    text = " ".join(str(exc).split())
+    if len(text) > 200:
+        text = text[:200] + "…"
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -101,6 +112,7 @@ class Reader:
         self.fed = 0
         self.cut = 0
         self.bytes_read = 0
+        self.source_name = "the catalog"  # the source being read, for an unexpected error
 
     def _count(self, nbytes: int) -> None:
         self.bytes_read += nbytes
@@ -112,6 +124,7 @@ class Reader:
         # Files count every byte read (blank lines too) as they read them.
         count = self._count
         for src in sources:
+            self.source_name = _source_name(src)
             if isinstance(src, FileRange):
                 yield from src.records(
                     format=fmt, max_record_bytes=cap, csv_delimiter=delimiter, on_bytes=count
@@ -161,7 +174,11 @@ class Reader:
                 if isinstance(item, Rejection):
                     st.rejections.append(item)
                 else:
-                    rejection = validator(item)
+                    try:
+                        rejection = validator(item)
+                    except Exception as exc:
+                        # One crafted product must not end the run: it alone is rejected.
+                        rejection = self._unchecked(item, exc)
                     if rejection is not None:
                         st.rejections.append(rejection)
                     else:
@@ -179,6 +196,20 @@ class Reader:
             self._source_failed(st, exc)
         except BulkpushError as exc:
             st.error = exc
+        except Exception as exc:
+            # A reader's (or on_record's) own failure, which no content should
+            # cause: stop as for an unreadable source, with one line, not a
+            # traceback; what was read before it is still sent and reported.
+            _log.debug("reading %s failed", self.source_name, exc_info=True)
+            name = self.source_name
+            msg = f"reading {name} failed unexpectedly ({_unexpected(exc)})"
+            self._source_failed(st, SourceError(msg, source=name))
+
+    @staticmethod
+    def _unchecked(record: Record, exc: Exception) -> Rejection:
+        _log.debug("checking %s line %d failed", record.source, record.line, exc_info=True)
+        message = f"The product could not be checked: an unexpected {type(exc).__name__}"
+        return Rejection(record, STAGE_CLIENT, message)
 
     def _source_failed(self, st: Step, exc: SourceError) -> None:
         # What was read before the failure (the intact part of a truncated
@@ -186,6 +217,17 @@ class Reader:
         st.done = True
         st.error = exc
         self._encode(st, self.chunker.flush())
+
+
+def _source_name(src: Source) -> str:
+    if isinstance(src, FileRange):
+        return src.path
+    if isinstance(src, str | os.PathLike):
+        return "<stdin>" if src == "-" else os.fspath(src)
+    if hasattr(src, "read"):
+        name = getattr(src, "name", None)
+        return name if isinstance(name, str) and name else "<stream>"
+    return "<iterable>"
 
 
 def _observed(

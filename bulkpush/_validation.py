@@ -28,7 +28,10 @@ Checks of the ``"full"`` level, in this order (the first failure wins):
    ``{"a.b": 1}``, arrays by index ``{"a": [1, 2]}`` → ``{"a.0": 1, "a.1": 2}``
    (lossless, and reversible); an empty object or array leaves no attribute.
    A flattened key that collides with an existing one is rejected rather
-   than overwriting data. The flattened product is checked for size again.
+   than overwriting data, and so is a product nested deeper than
+   :data:`MAX_FLATTEN_DEPTH` levels (254: deeper than orjson, the encoder
+   used everywhere, can write). The flattened product is checked for size
+   again.
 
 A valid record gets ``record.id`` (a ``str``); so does a product rejected as
 too large when its ``"id"`` comes early (:func:`prefix_id`: a bounded scan of
@@ -59,11 +62,13 @@ from bulkpush.errors import ConfigError
 from bulkpush.limits import STREAM_API
 
 __all__ = [
+    "MAX_FLATTEN_DEPTH",
     "MSG_BAD_ENCODING",
     "MSG_CONTROL_CHARACTER",
     "MSG_EMPTY_ATTRIBUTES",
     "MSG_EMPTY_ID",
     "MSG_FLATTEN_COLLISION",
+    "MSG_FLATTEN_TOO_DEEP",
     "MSG_ID_TYPE",
     "MSG_LINE_BREAK",
     "MSG_MISSING_ID",
@@ -71,6 +76,7 @@ __all__ = [
     "MSG_NOT_OBJECT",
     "MSG_SYNTAX",
     "MSG_TOO_LARGE",
+    "FlattenTooDeep",
     "Level",
     "ValidationOptions",
     "Validator",
@@ -96,6 +102,13 @@ MSG_NESTED = (
 )
 MSG_FLATTEN_COLLISION = "Flattening made an attribute name that already exists"
 MSG_LINE_BREAK = "Syntax error: a line break inside a product"
+
+#: The deepest nesting :func:`flatten` takes, in levels (the product itself is
+#: level 1): orjson refuses to encode anything deeper, so a product past it
+#: could not be written back either. Also keeps the recursion far from
+#: Python's limit, whatever a crafted line holds.
+MAX_FLATTEN_DEPTH = 254
+MSG_FLATTEN_TOO_DEEP = f"Nested too deep to flatten (over {MAX_FLATTEN_DEPTH} levels)"
 
 _CONTROL = re.compile(rb"[\x00-\x1f]")
 
@@ -151,7 +164,11 @@ class _Collision(Exception):
     pass
 
 
-def _flatten_into(out: dict[str, Any], prefix: str, value: Any, sep: str) -> None:
+class FlattenTooDeep(ValueError):
+    """Raised by :func:`flatten` when a product is nested over :data:`MAX_FLATTEN_DEPTH` levels."""
+
+
+def _flatten_into(out: dict[str, Any], prefix: str, value: Any, sep: str, depth: int) -> None:
     if isinstance(value, dict):
         items: Any = value.items()
     elif isinstance(value, list):
@@ -161,20 +178,24 @@ def _flatten_into(out: dict[str, Any], prefix: str, value: Any, sep: str) -> Non
             raise _Collision
         out[prefix] = value
         return
+    if depth > MAX_FLATTEN_DEPTH:
+        raise FlattenTooDeep(f"nested too deep to flatten (over {MAX_FLATTEN_DEPTH} levels)")
     for key, sub in items:
-        _flatten_into(out, f"{prefix}{sep}{key}", sub, sep)
+        _flatten_into(out, f"{prefix}{sep}{key}", sub, sep, depth + 1)
 
 
 def flatten(obj: dict[str, Any], separator: str = ".") -> dict[str, Any]:
     """``obj`` with nested objects and arrays flattened into ``a.b`` / ``a.0`` keys.
 
-    Raises ``ValueError`` when a flattened key collides with another key.
+    Raises ``ValueError`` when a flattened key collides with another key, and
+    :class:`FlattenTooDeep` (a ``ValueError``) when ``obj`` is nested over
+    :data:`MAX_FLATTEN_DEPTH` levels.
     """
     out: dict[str, Any] = {}
     try:
         for key, value in obj.items():
             if isinstance(value, dict | list):
-                _flatten_into(out, key, value, separator)
+                _flatten_into(out, key, value, separator, 2)
             elif key in out:
                 raise _Collision
             else:
@@ -272,6 +293,8 @@ class Validator:
                 return Rejection(record, STAGE_CLIENT, MSG_NESTED)
             try:
                 flat = flatten(obj, self._sep)
+            except FlattenTooDeep:
+                return Rejection(record, STAGE_CLIENT, MSG_FLATTEN_TOO_DEEP)
             except ValueError:
                 return Rejection(record, STAGE_CLIENT, MSG_FLATTEN_COLLISION)
             new = orjson.dumps(flat)

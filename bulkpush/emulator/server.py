@@ -22,7 +22,7 @@ from bulkpush.emulator.platform import PlatformApi
 from bulkpush.emulator.state import EmulatorState, LoggedRequest, StateError, Stream
 from bulkpush.emulator.stream_api import StreamApi
 
-__all__ = ["Emulator", "build_app"]
+__all__ = ["IDLE_TIMEOUT_S", "Emulator", "build_app"]
 
 # Bodies of JSON endpoints (stream management, Platform API) are read whole;
 # uploads are streamed and limited by the config, not by this.
@@ -31,6 +31,14 @@ _log = logging.getLogger("bulkpush.emulator")
 
 # A larger read buffer than aiohttp's 64 KiB default lets uploads arrive in fewer pieces.
 _READ_BUFSIZE = 1 << 20
+
+#: Seconds a connection may stay open without a whole request head: before its
+#: first request (a client that connects and sends nothing, or a head byte by
+#: byte) and between two requests. aiohttp's keep-alive timer covers both (its
+#: default, 3,630 s, is meant for servers behind a proxy); 75 s is nginx's
+#: default, longer than clients keep an idle pooled connection (aiohttp's 15 s),
+#: so the server never closes one that a client is about to reuse.
+IDLE_TIMEOUT_S = 75.0
 
 
 def build_app(state: EmulatorState) -> web.Application:
@@ -70,10 +78,19 @@ class Emulator(AsyncResource):
     ``{url}/platform/v2/...``, inspection at ``{url}/_emulator/...``. The helper
     methods read and change the same state the HTTP endpoints do; they raise
     ``KeyError`` for an unknown stream id.
+
+    ``idle_timeout_s``: a connection without a whole request head for that
+    long (before its first request, or between two) is closed, so idle or
+    byte-by-byte ("slow loris") connections hold nothing for long.
     """
 
-    def __init__(self, config: EmulatorConfig | None = None) -> None:
+    def __init__(
+        self, config: EmulatorConfig | None = None, *, idle_timeout_s: float = IDLE_TIMEOUT_S
+    ) -> None:
+        if not idle_timeout_s > 0:
+            raise ValueError(f"idle_timeout_s must be positive, not {idle_timeout_s!r}")
         self.config = config or EmulatorConfig()
+        self.idle_timeout_s = idle_timeout_s
         self.state = EmulatorState(self.config)
         self._runner: web.AppRunner | None = None
         self._url: str | None = None
@@ -95,6 +112,7 @@ class Emulator(AsyncResource):
             handle_signals=False,
             read_bufsize=_READ_BUFSIZE,
             auto_decompress=False,  # the upload handler decodes gzip itself, incrementally
+            keepalive_timeout=self.idle_timeout_s,
         )
         await runner.setup()
         try:

@@ -15,17 +15,30 @@ from typing import IO
 
 import orjson
 
-from bulkpush._records import Record, Rejection
+from bulkpush._records import STAGE_CLIENT, Record, Rejection
 from bulkpush._resource import Resource
 from bulkpush._validation import prefix_id
 from bulkpush.report._redact import redact
 
-__all__ = ["REJECTS_KEYS", "RejectsWriter", "is_rejects_line", "rejects_line", "unwrap_rejects"]
+__all__ = [
+    "MSG_PRODUCT_TOO_DEEP",
+    "REJECTS_KEYS",
+    "RejectsWriter",
+    "is_rejects_line",
+    "rejects_line",
+    "unwrap_rejects",
+]
 
 #: The keys of a rejects line, in the order written.
 REJECTS_KEYS = ("product", "id", "reason", "stage", "source", "line")
 # Files written before "id" was added are still recognised.
 _KEY_SETS = (frozenset(REJECTS_KEYS), frozenset(REJECTS_KEYS) - {"id"})
+
+#: A rejects line whose ``product`` orjson reads but cannot write back: the
+#: only such value a parse makes is one nested over orjson's 254 levels.
+MSG_PRODUCT_TOO_DEEP = (
+    "Nested too deep to be sent: the product in this rejects line is nested over 254 levels"
+)
 
 
 class RejectsWriter(Resource):
@@ -164,13 +177,15 @@ def is_rejects_line(line: bytes) -> bool:
     return isinstance(obj, dict) and obj.keys() in _KEY_SETS
 
 
-def unwrap_rejects(records: Iterable[Record], *, cap: int) -> Iterator[Record]:
+def unwrap_rejects(records: Iterable[Record], *, cap: int) -> Iterator[Record | Rejection]:
     """The records of a rejects file's lines, each with its ``product`` as ``raw``.
 
     The records keep the position of the rejects file's own lines. An object
     product is re-encoded, a string product (the original line was not JSON)
     becomes its bytes; a line that is not a rejects object (a user replaced
     it with the bare product, or it is over ``cap`` bytes) is left as it is.
+    A product that cannot be re-encoded (nested over 254 levels) is a
+    ``Rejection`` (:data:`MSG_PRODUCT_TOO_DEEP`) holding the line as it is.
     """
     for rec in records:
         raw = rec.raw
@@ -187,5 +202,9 @@ def unwrap_rejects(records: Iterable[Record], *, cap: int) -> Iterator[Record]:
             if isinstance(product, str):
                 rec.raw = product.encode("utf-8", "surrogateescape").strip()
             else:
-                rec.raw = orjson.dumps(product)
+                try:
+                    rec.raw = orjson.dumps(product)
+                except orjson.JSONEncodeError:
+                    yield Rejection(rec, STAGE_CLIENT, MSG_PRODUCT_TOO_DEEP)
+                    continue
         yield rec

@@ -21,7 +21,9 @@ whole. Its first ``max_record_bytes + 1`` bytes become the record's ``raw``
 and the rest is skipped; a ``raw`` that long can never pass validation
 (whose limit is at most the target's line limit), so the product is
 rejected as too large, at the right line, without the file ever being in
-memory. (CSV rows over the cap are rejected directly.)
+memory. A JSON array's elements are cut the same way, by a scan that never
+holds more of one than the cap. (CSV rows over the cap are rejected
+directly.)
 
 Speed (same machine as validation's figures): NDJSON of ~1 KB lines is read
 at ~700,000 records/s (~700 MB/s) from the page cache, one thread.

@@ -15,7 +15,9 @@ says nothing about the host then. It binds 127.0.0.1 unless told otherwise.
 allowances refuse, and queues nothing: planning its parts would read its
 sources.
 Bad input is a 400 with a message; an unexpected error is a 500 with a
-one-line message (logged with its traceback), never a traceback.
+one-line message (logged with its traceback), never a traceback. A
+connection that sends no whole request head for :data:`IDLE_TIMEOUT_S`
+seconds (idle, or a head sent byte by byte) is closed.
 """
 
 from __future__ import annotations
@@ -34,10 +36,16 @@ from bulkpush.worker.allow import REFUSED
 from bulkpush.worker.jobs import JobSpec
 from bulkpush.worker.runner import Worker
 
-__all__ = ["build_control_app", "parse_addr", "start_control"]
+__all__ = ["IDLE_TIMEOUT_S", "build_control_app", "parse_addr", "start_control"]
 
 _WORKER = web.AppKey("worker", Worker)
 _MAX_LIST = 10_000
+
+#: Seconds a connection may go without a whole request head, before its first
+#: request or between two (aiohttp's keep-alive timer covers both; its default
+#: is 3,630 s). Longer than clients keep an idle pooled connection (15 s for
+#: aiohttp's), so none is closed as it is reused.
+IDLE_TIMEOUT_S = 75.0
 log = logging.getLogger("bulkpush.worker")
 
 
@@ -141,10 +149,17 @@ def build_control_app(worker: Worker, token: str) -> web.Application:
     return app
 
 
-async def start_control(addr: str, *, worker: Worker, token: str) -> web.AppRunner:
-    """Serve the control API on ``addr``; the caller ``await runner.cleanup()`` s it."""
+async def start_control(
+    addr: str, *, worker: Worker, token: str, idle_timeout_s: float = IDLE_TIMEOUT_S
+) -> web.AppRunner:
+    """Serve the control API on ``addr``; the caller ``await runner.cleanup()`` s it.
+
+    ``idle_timeout_s``: see :data:`IDLE_TIMEOUT_S`.
+    """
     host, port = parse_addr(addr)
-    runner = web.AppRunner(build_control_app(worker, token), access_log=None)
+    runner = web.AppRunner(
+        build_control_app(worker, token), access_log=None, keepalive_timeout=idle_timeout_s
+    )
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
     return runner
