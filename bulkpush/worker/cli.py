@@ -394,6 +394,19 @@ def jobs_show(job_id: str, as_json: bool, queue_url: str | None) -> None:
 @_queue_option
 def jobs_cancel(job_id: str, queue_url: str | None) -> None:
     """Cancel a job: its parts are no longer taken; running ones stop."""
-    if not _with_queue(queue_url, lambda q: q.cancel(job_id), create=False):
+
+    async def cancel(q: JobQueue) -> tuple[bool, str | None]:
+        """(cancelled now, the status of a job that had already ended or None)."""
+        view = await q.get(job_id)
+        if view is None:
+            return False, None
+        if view.status in ("done", "failed", "cancelled"):
+            return False, view.status  # ended: nothing to stop; its record stays as it is
+        return await q.cancel(job_id), None
+
+    cancelled, ended = _with_queue(queue_url, cancel, create=False)
+    if ended is not None:
+        _fail(f"job {job_id} is {ended}: an ended job cannot be cancelled")
+    if not cancelled:
         _fail(f"no job {job_id}")
     click.echo(f"cancelled {job_id}")

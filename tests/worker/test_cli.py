@@ -116,3 +116,39 @@ def test_submit_queues_the_token_reference_never_the_token(queue_url: str, tmp_p
     assert orjson.loads(shown.output)["target"]["token_env"] == "MY_TOKEN"
     assert orjson.loads(shown.output)["target"]["kind"] == "productsup-stream"
     assert view.spec.target.kind == "productsup-stream"
+
+
+def test_an_ended_job_cannot_be_cancelled(queue_url: str, tmp_path: Path) -> None:
+    cat = write_catalog(tmp_path / "c.ndjson", 10)
+    submit = CliRunner().invoke(
+        cli, ["jobs", "submit", str(cat), "--stream", "124773", "--queue", queue_url]
+    )
+    assert submit.exit_code == 0, submit.output
+    job_id = submit.stdout.strip()
+
+    async def finish() -> str:
+        queue = open_queue(queue_url)
+        try:
+            while (lease := await queue.lease("w1")) is not None:
+                await queue.complete(lease, {})
+            view = await queue.get(job_id)
+            assert view is not None
+            return view.status
+        finally:
+            await queue.aclose()
+
+    assert asyncio.run(finish()) == "done"
+    cancel = CliRunner().invoke(cli, ["jobs", "cancel", job_id, "--queue", queue_url])
+    assert cancel.exit_code == 2
+    assert f"job {job_id} is done: an ended job cannot be cancelled" in cancel.stderr
+    shown = CliRunner().invoke(cli, ["jobs", "show", job_id, "--json", "--queue", queue_url])
+    assert orjson.loads(shown.stdout)["status"] == "done"
+    # A queued job is cancelled once; a second cancel says it has ended.
+    again = CliRunner().invoke(
+        cli, ["jobs", "submit", str(cat), "--stream", "124773", "--queue", queue_url]
+    )
+    other = again.stdout.strip()
+    first = CliRunner().invoke(cli, ["jobs", "cancel", other, "--queue", queue_url])
+    assert first.exit_code == 0 and f"cancelled {other}" in first.stdout
+    second = CliRunner().invoke(cli, ["jobs", "cancel", other, "--queue", queue_url])
+    assert second.exit_code == 2 and "is cancelled" in second.stderr
