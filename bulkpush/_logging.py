@@ -31,6 +31,7 @@ from bulkpush._records import Outcome
 from bulkpush.report import redact
 
 __all__ = [
+    "COMMAND_FORMAT",
     "HUMAN_FORMAT",
     "HumanFormatter",
     "JsonFormatter",
@@ -42,6 +43,8 @@ __all__ = [
 
 LogFormat = Literal["human", "json"]
 HUMAN_FORMAT = "%(asctime)s %(levelname)s %(message)s"
+# A one-off command speaks in the style of its errors ("bulkpush: error: ...").
+COMMAND_FORMAT = "bulkpush: %(level)s: %(message)s"
 
 # What every LogRecord has; the rest of its attributes are the caller's fields.
 _RESERVED = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
@@ -95,6 +98,7 @@ class HumanFormatter(logging.Formatter):
         super().__init__(fmt)
 
     def format(self, record: logging.LogRecord) -> str:
+        record.level = record.levelname.lower()
         return redact(super().format(record))
 
 
@@ -113,9 +117,16 @@ class _Handler(logging.StreamHandler[TextIO]):
 
 
 def setup_logging(
-    fmt: LogFormat = "human", *, verbose: bool = False, stream: TextIO | None = None
+    fmt: LogFormat = "human",
+    *,
+    verbose: bool = False,
+    stream: TextIO | None = None,
+    human: str = HUMAN_FORMAT,
 ) -> logging.Handler:
     """Send the log to ``stream`` (default: stderr) in ``fmt``; returns the handler.
+
+    ``human`` is the line format of ``fmt="human"`` (:data:`HUMAN_FORMAT`, with
+    times, for the worker; :data:`COMMAND_FORMAT` for one-off commands).
 
     Replaces the handler an earlier call installed (never another's), so it
     can be called again.
@@ -125,7 +136,7 @@ def setup_logging(
         root.removeHandler(old)
         old.close()
     handler = _Handler(stream)
-    handler.setFormatter(JsonFormatter() if fmt == "json" else HumanFormatter())
+    handler.setFormatter(JsonFormatter() if fmt == "json" else HumanFormatter(human))
     root.addHandler(handler)
     if root.level == logging.NOTSET or root.level > logging.WARNING:
         root.setLevel(logging.WARNING)

@@ -464,8 +464,9 @@ class Executor:
                 await asyncio.sleep(delay)
                 continue
             if failures >= policy.max_attempts or self._clock() >= deadline:
+                reason = str(last).removeprefix(f"{name}: ")
                 raise RetriesExhausted(
-                    f"{name}: gave up after {count.attempts} attempts: {last}",
+                    f"{name}: gave up after {count.attempts} attempts: {reason}",
                     last=last,
                     attempts=count.attempts,
                 ) from last

@@ -25,7 +25,7 @@ from bulkpush._cli_options import Connection, connection_options, push_options, 
 from bulkpush._cli_push import Signals, finish, warn_empty
 from bulkpush._demo import run_demo
 from bulkpush._http import Secret, TransportOptions
-from bulkpush._logging import current_format, log_outcome, setup_logging
+from bulkpush._logging import COMMAND_FORMAT, current_format, log_outcome, setup_logging
 from bulkpush._progress import make_progress
 from bulkpush._records import Outcome
 from bulkpush._version import __version__
@@ -219,7 +219,7 @@ def push(
     log_format: Literal["human", "json"],
 ) -> None:
     """Push catalogs (NDJSON, JSON array, CSV; .gz/.zst; - for stdin) to a stream."""
-    setup_logging(log_format)
+    setup_logging(log_format, human=COMMAND_FORMAT)
     if dry_run and not api.token:
         _fail(
             "no token: pass --token or set BULKPUSH_TOKEN (--dry-run sends no upload, "

@@ -212,7 +212,11 @@ async def test_connection_refused_names_the_host_and_warns_once(
         with pytest.raises(RetriesExhausted) as info:
             await Executor(t, policy=FAST).execute(upload)
     assert info.value.attempts == 3
-    assert f"POST /streams/1/products: connection refused by 127.0.0.1:{port}" in str(info.value)
+    message = str(info.value)
+    assert message == (
+        f"POST /streams/1/products: gave up after 3 attempts: "
+        f"connection refused by 127.0.0.1:{port}"
+    )
     warnings = [r.getMessage() for r in caplog.records if r.name == "bulkpush.retry"]
     assert warnings == [
         f"POST /streams/1/products: connection refused by 127.0.0.1:{port}; "
