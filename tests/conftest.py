@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
@@ -34,3 +36,14 @@ async def emulator_factory() -> AsyncIterator[EmulatorFactory]:
     yield make
     for emu in reversed(started):
         await emu.aclose()
+
+
+async def bulkpush_cli(*args: str, env: dict[str, str]) -> tuple[int, str, str]:
+    """Run ``python -m bulkpush ARGS`` in a fresh process: (exit code, stdout, stderr)."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bulkpush", *args,
+        env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +16,8 @@ from bulkpush import _validation as validation
 from bulkpush.cli import cli
 from bulkpush.emulator import Emulator, EmulatorConfig
 from bulkpush.report import render_summary
+
+from .conftest import bulkpush_cli as run
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
 TOKEN = "help-token"
@@ -177,21 +177,6 @@ def test_an_empty_id_is_said_so() -> None:
     assert example("sku-1").endswith("c.ndjson:4 (id sku-1)")
     assert example(0).endswith("c.ndjson:4 (id 0)")
     assert example(None).endswith("c.ndjson:4")
-
-
-async def run(*args: str, env: dict[str, str]) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bulkpush",
-        *args,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), 60)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
 
 
 @pytest.mark.timeout(120)

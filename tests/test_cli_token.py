@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
-import sys
 from pathlib import Path
 
 from bulkpush import Secret
 from bulkpush.cli import ApiArgs
 from bulkpush.emulator import Emulator, EmulatorConfig
+
+from .conftest import bulkpush_cli as cli
 
 TOKEN = "tok-FILE-s3cr3t"
 
@@ -17,16 +17,6 @@ TOKEN = "tok-FILE-s3cr3t"
 def test_api_args_never_show_the_token() -> None:
     args = ApiArgs(Secret(TOKEN), "http://127.0.0.1:1", None, False, None)
     assert TOKEN not in repr(args) and TOKEN not in str(args)
-
-
-async def cli(*args: str, env: dict[str, str]) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bulkpush", *args,
-        env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    out, err = await asyncio.wait_for(proc.communicate(), 60)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
 
 
 def write(path: Path, text: str) -> str:

@@ -2,31 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
-import sys
 from pathlib import Path
 
 from bulkpush import StreamClient
 from bulkpush.emulator import Emulator, EmulatorConfig
 from bulkpush.targets.productsup_stream._wire import deleted_count
 
+from .conftest import bulkpush_cli as bulkpush
+
 TOKEN = "delete-token"
-
-
-async def bulkpush(*args: str, env: dict[str, str]) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bulkpush",
-        *args,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), 60)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
 
 
 def test_deleted_count_reads_meta_deleted() -> None:

@@ -3,10 +3,8 @@ validated and cut, the preflight runs, no upload reaches the API, the report bal
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
-import sys
 from pathlib import Path
 
 import orjson
@@ -14,6 +12,8 @@ import orjson
 from bulkpush import PushOptions, StreamClient
 from bulkpush.emulator import Emulator, EmulatorConfig
 from bulkpush.report import render_summary
+
+from .conftest import bulkpush_cli as bulkpush
 
 TOKEN = "dry-token"
 
@@ -24,21 +24,6 @@ def catalog(path: Path, n: int, *, broken: int = 0) -> Path:
         lines[2 * i + 1] = b'{"title": "no id"}'
     path.write_bytes(b"\n".join(lines) + b"\n")
     return path
-
-
-async def bulkpush(*args: str, env: dict[str, str]) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bulkpush",
-        *args,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), 60)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
 
 
 def uploads(emu: Emulator, sid: str) -> list[str]:

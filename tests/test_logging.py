@@ -21,6 +21,8 @@ from bulkpush._logging import current_format, log_outcome, setup_logging
 from bulkpush._records import Chunk, Outcome, Record
 from bulkpush.emulator import Emulator, EmulatorConfig, Faults
 
+from .conftest import bulkpush_cli as run
+
 TOKEN = "log-token-0123456789"
 
 
@@ -143,21 +145,6 @@ def test_a_push_logs_retried_throttled_and_unsent_requests() -> None:
     assert retried["batch_id"] == "b"
     assert unsent["event"] == "not_sent" and unsent["level"] == "info"
     assert (unsent["not_sent"], unsent["error"], unsent["status"]) == (2, "gave up: 503", 503)
-
-
-async def run(*args: str, env: dict[str, str]) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bulkpush",
-        *args,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), 60)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
 
 
 async def test_push_log_format_json_end_to_end(tmp_path: Path) -> None:
