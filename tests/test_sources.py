@@ -21,6 +21,7 @@ from bulkpush._validation import MSG_BAD_ENCODING, ValidationOptions, Validator
 from bulkpush.errors import ConfigError, SourceError
 from bulkpush.limits import STREAM_API
 from bulkpush.sources import (
+    FileRange,
     detect_format,
     iter_objects,
     iter_records,
@@ -614,3 +615,16 @@ def test_public_names() -> None:
     }
     for name in sources.__all__:
         assert hasattr(sources, name), name
+
+
+def test_an_ndjson_file_without_an_extension_is_read_by_byte_ranges(tmp_path: Path) -> None:
+    # A job's parts of a plain NDJSON file named without an extension: each
+    # range is read as NDJSON (the content says so), every line exactly once.
+    path = tmp_path / "catalog"
+    path.write_bytes(b"".join(b'{"id":"%d","t":"x"}\n' % i for i in range(3000)))
+    ids: list[str] = []
+    for start, end, first_line in split_ranges(str(path), 3):
+        for rec in FileRange(str(path), start=start, end=end, first_line=first_line).records():
+            assert isinstance(rec, Record)
+            ids.append(rec.product_id() or "")
+    assert ids == [str(i) for i in range(3000)]
