@@ -55,6 +55,8 @@ def body_size(records_bytes: int, count: int, body_format: BodyFormat) -> int:
 
 def encode_body(chunk: Chunk, body_format: BodyFormat) -> bytes:
     """The request body of ``chunk``: exactly ``chunk.nbytes`` bytes for its format."""
+    if chunk.span is not None and body_format == "ndjson":
+        return chunk.span.data()
     raws = [r.raw for r in chunk.records]
     if body_format == "ndjson":
         return b"\n".join(raws) + b"\n" if raws else b""

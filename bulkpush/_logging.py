@@ -164,9 +164,9 @@ def log_outcome(logger: logging.Logger, outcome: Outcome) -> None:
     chunk = outcome.chunk
     fields: dict[str, Any] = {
         "seq": chunk.seq,
-        "source": chunk.first.source if chunk.records else None,
-        "first_line": chunk.first.line if chunk.records else None,
-        "last_line": chunk.last.line if chunk.records else None,
+        "source": chunk.source if len(chunk) else None,
+        "first_line": chunk.first_line if len(chunk) else None,
+        "last_line": chunk.last_line if len(chunk) else None,
         "products": len(chunk),
         "status": outcome.status,
         "attempts": outcome.attempts,

@@ -1,7 +1,7 @@
 """The value types the pipeline stages pass to each other.
 
-``Record`` (one product as read) → ``Chunk`` (an ordered run of records that
-fits the target's limits) → ``Outcome`` (what the API said about one chunk,
+``Record`` (one product as read) → ``Chunk`` (an ordered run of records, or
+a :class:`Span` of body bytes, that fits the target's limits) → ``Outcome`` (what the API said about one chunk,
 mapped back to source positions). ``Rejection`` is a record that will not be,
 or was not, accepted, with the reason. These types hold no resources and do
 no I/O.
@@ -9,10 +9,13 @@ no I/O.
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass, field
 from typing import Literal
 
+import numpy as np
 import orjson
+from numpy.typing import NDArray
 
 __all__ = [
     "STAGE_CLIENT",
@@ -21,6 +24,7 @@ __all__ = [
     "Outcome",
     "Record",
     "Rejection",
+    "Span",
     "Stage",
     "Unattributed",
 ]
@@ -84,28 +88,138 @@ class Rejection:
 
 
 @dataclass(slots=True)
-class Chunk:
-    """An ordered run of records sent in one request.
+class Span:
+    """A run of products kept as the bytes of their request body, not as objects.
 
-    ``seq`` numbers chunks from 0 in the order they were cut. ``nbytes`` is the
-    size of the request body before compression. Line ``n`` of the request
-    (1-based, as the API's ``lineNumber`` counts) is ``records[n - 1]``.
+    ``body`` is the NDJSON body (each product followed by ``\\n``), or None
+    when only ``gzipped`` (the same body, one gzip member) was kept.
+    ``starts`` (``n + 1`` offsets into the body; product ``k`` is
+    ``body[starts[k]:starts[k + 1] - 1]``), ``lines`` and ``offsets`` (each
+    product's line number and byte offset in ``source``) map any position the
+    API names back to its source. A :class:`Record` is made only for a product
+    that is asked for (:meth:`record`): a rejected one, or all of them when a
+    caller needs the list.
     """
 
-    seq: int
-    records: list[Record]
-    nbytes: int
+    source: str
+    body: bytes | None
+    starts: NDArray[np.uint32]
+    lines: NDArray[np.int64]
+    offsets: NDArray[np.int64]
+    gzipped: bytes | None = None
 
     def __len__(self) -> int:
-        return len(self.records)
+        return len(self.lines)
+
+    def data(self) -> bytes:
+        """The uncompressed body (decompressed from ``gzipped`` when that is all there is)."""
+        if self.body is None:
+            if self.gzipped is None:
+                raise ValueError("a span holds neither its body nor its gzipped body")
+            self.body = zlib.decompress(self.gzipped, 16 + zlib.MAX_WBITS)
+        return self.body
+
+    def record(self, k: int) -> Record:
+        """Product ``k`` (0-based) as a record."""
+        starts = self.starts
+        raw = self.data()[int(starts[k]) : int(starts[k + 1]) - 1]
+        return Record(self.source, int(self.lines[k]), int(self.offsets[k]), raw)
+
+    def slice(self, a: int, b: int) -> Span:
+        """Products ``a`` to ``b - 1`` as a span of their own (a copy of their bytes)."""
+        starts = self.starts
+        lo, hi = int(starts[a]), int(starts[b])
+        return Span(
+            self.source,
+            self.data()[lo:hi],
+            (starts[a : b + 1] - starts[a]).astype(np.uint32),
+            self.lines[a:b],
+            self.offsets[a:b],
+        )
+
+
+class Chunk:
+    """An ordered run of products sent in one request.
+
+    ``seq`` numbers chunks from 0 in the order they were cut. ``nbytes`` is the
+    size of the request body before compression. A chunk holds either
+    ``records`` or a :class:`Span` (the fast path: bytes and positions, no
+    object per product); :attr:`records` makes the records of a span when
+    first asked for. Line ``n`` of the request (1-based, as the API's
+    ``lineNumber`` counts) is :meth:`record` ``(n - 1)``. ``payload``, when
+    set, is the request body already compressed (by a reading process).
+    """
+
+    __slots__ = ("_made", "_records", "nbytes", "payload", "seq", "span")
+
+    def __init__(
+        self,
+        seq: int,
+        records: list[Record] | None = None,
+        nbytes: int = 0,
+        *,
+        span: Span | None = None,
+        payload: bytes | None = None,
+    ) -> None:
+        if (records is None) == (span is None):
+            raise ValueError("a chunk holds records or a span, one of the two")
+        self.seq = seq
+        self.nbytes = nbytes
+        self.span = span
+        self.payload = payload
+        self._records = records
+        self._made: dict[int, Record] = {}
+
+    def __repr__(self) -> str:
+        kind = "span" if self.span is not None else "records"
+        return f"Chunk(seq={self.seq}, {kind}, n={len(self)}, nbytes={self.nbytes})"
+
+    def __len__(self) -> int:
+        if self._records is not None:
+            return len(self._records)
+        assert self.span is not None
+        return len(self.span)
+
+    def record(self, k: int) -> Record:
+        """Product ``k`` (0-based); the same object every time it is asked for."""
+        if self._records is not None:
+            return self._records[k]
+        made = self._made.get(k)
+        if made is None:
+            assert self.span is not None
+            made = self._made[k] = self.span.record(k)
+        return made
+
+    @property
+    def records(self) -> list[Record]:
+        """Every product as a record (made once for a span, reusing those already made)."""
+        if self._records is None:
+            self._records = [self.record(k) for k in range(len(self))]
+        return self._records
+
+    @property
+    def source(self) -> str:
+        return self.span.source if self.span is not None else self.first.source
 
     @property
     def first(self) -> Record:
-        return self.records[0]
+        return self.record(0)
 
     @property
     def last(self) -> Record:
-        return self.records[-1]
+        return self.record(len(self) - 1)
+
+    @property
+    def first_line(self) -> int:
+        if self.span is not None and self._records is None:
+            return int(self.span.lines[0])
+        return self.first.line
+
+    @property
+    def last_line(self) -> int:
+        if self.span is not None and self._records is None:
+            return int(self.span.lines[-1])
+        return self.last.line
 
 
 @dataclass(slots=True, frozen=True)

@@ -29,17 +29,22 @@ from bulkpush.errors import APIError, BulkpushError, ChunkFailed, Interrupted, P
 __all__ = ["ChunkSender", "map_delivered"]
 
 
-def _span(records: list[Record]) -> tuple[str, int, int]:
-    first, last = records[0], records[-1]
+def _where(chunk: Chunk) -> tuple[str, int, int]:
+    if chunk.span is not None:
+        return chunk.span.source, chunk.first_line, chunk.last_line
+    first, last = chunk.first, chunk.last
     if first.source == last.source:
         return first.source, first.line, last.line
     return f"{first.source} … {last.source}", first.line, last.line
 
 
 def map_delivered(
-    records: list[Record], answer: Delivered
+    chunk: Chunk, answer: Delivered
 ) -> tuple[list[Rejection], list[Unattributed], int]:
-    """``(named rejections, unattributed, accepted)`` for the records of one request.
+    """``(named rejections, unattributed, accepted)`` for the products of one request.
+
+    Only the products the API names become :class:`Record` objects (a span
+    chunk makes no other).
 
     Every record ends in exactly one of the three, whatever the API's counts
     say: more rejections counted than listed become unattributed (the API's
@@ -48,13 +53,14 @@ def map_delivered(
     rejections: list[Rejection] = []
     unattributed: list[Unattributed] = []
     named: set[int] = set()
-    source, first, last = _span(records)
+    total = len(chunk)
+    source, first, last = _where(chunk)
     for err in answer.errors:
         hits = 0
         pos = err.position
-        if pos is not None and 1 <= pos <= len(records) and pos not in named:
+        if pos is not None and 1 <= pos <= total and pos not in named:
             named.add(pos)
-            rejections.append(Rejection(records[pos - 1], STAGE_UPLOAD, err.message))
+            rejections.append(Rejection(chunk.record(pos - 1), STAGE_UPLOAD, err.message))
             hits = 1
         if err.count > hits:
             unattributed.append(
@@ -62,20 +68,20 @@ def map_delivered(
             )
     listed = len(rejections) + sum(u.count for u in unattributed)
     if answer.refused:
-        rejected = len(records)
+        rejected = total
         default = answer.reason or (
             unattributed[0].message if unattributed else "request refused by the API"
         )
     else:
-        rejected = min(len(records), max(answer.rejected or 0, listed))
+        rejected = min(total, max(answer.rejected or 0, listed))
         default = answer.reason or "rejected by the API (no message given)"
     if rejected > listed:
         unattributed.append(
             Unattributed(default, rejected - listed, source, first, last, answer.batch_id)
         )
-    elif listed > len(records):
+    elif listed > total:
         # The API listed more occurrences than the request had products.
-        excess = listed - len(records)
+        excess = listed - total
         trimmed: list[Unattributed] = []
         for u in reversed(unattributed):
             cut = min(excess, u.count)
@@ -84,7 +90,19 @@ def map_delivered(
                 trimmed.append(replace(u, count=u.count - cut))
         unattributed = trimmed[::-1]
     counted = len(rejections) + sum(u.count for u in unattributed)
-    return rejections, unattributed, len(records) - counted
+    return rejections, unattributed, total - counted
+
+
+def _halves(chunk: Chunk, half: int) -> tuple[Chunk, Chunk]:
+    """The chunk's products before and after ``half``, as chunks (sizes unset)."""
+    span = chunk.span
+    if span is not None:
+        return (
+            Chunk(chunk.seq, span=span.slice(0, half)),
+            Chunk(chunk.seq, span=span.slice(half, len(span))),
+        )
+    records = chunk.records
+    return Chunk(chunk.seq, records[:half]), Chunk(chunk.seq, records[half:])
 
 
 class ChunkSender:
@@ -159,9 +177,7 @@ class ChunkSender:
         outcome.status = resp.status
         if isinstance(verdict, Split):
             return await self._split(chunk, outcome)
-        outcome.rejections, outcome.unattributed, outcome.accepted = map_delivered(
-            chunk.records, verdict
-        )
+        outcome.rejections, outcome.unattributed, outcome.accepted = map_delivered(chunk, verdict)
         outcome.batch_id = verdict.batch_id
         if self.pinpoint and outcome.unattributed:
             await self._pinpoint(outcome)
@@ -180,8 +196,7 @@ class ChunkSender:
         outcomes: list[Outcome] = []
         # The refused request spent attempts; account them on the first half.
         half = len(chunk) // 2
-        for i, part in enumerate((chunk.records[:half], chunk.records[half:])):
-            sub = Chunk(seq=chunk.seq, records=part, nbytes=0)
+        for i, sub in enumerate(_halves(chunk, half)):
             sub_outcomes = await self.send(sub, await self._build(sub))
             if i == 0 and sub_outcomes:
                 sub_outcomes[0].attempts += outcome.attempts
@@ -219,7 +234,7 @@ class ChunkSender:
                 half = len(subset) // 2
                 pending.extend([subset[:half], subset[half:]])
                 continue
-            rej, unatt, _ = map_delivered(subset, verdict)
+            rej, unatt, _ = map_delivered(probe.chunk, verdict)
             found.extend(rej)
             left = sum(u.count for u in unatt)
             if left == 0:

@@ -347,8 +347,8 @@ class Report:
             return
         chunk = outcome.chunk
         where = (
-            f"{chunk.first.source} lines {chunk.first.line}-{chunk.last.line}"
-            if chunk.records
+            f"{chunk.source} lines {chunk.first_line}-{chunk.last_line}"
+            if len(chunk)
             else "an empty chunk"
         )
         self.anomalies.append(
@@ -364,9 +364,9 @@ def _chunk_error(outcome: Outcome) -> ChunkErrorEntry:
         "seq": chunk.seq,
         "status": outcome.status,
         "error": redact(outcome.error or ""),
-        "source": chunk.first.source if chunk.records else None,
-        "first_line": chunk.first.line if chunk.records else None,
-        "last_line": chunk.last.line if chunk.records else None,
+        "source": chunk.source if len(chunk) else None,
+        "first_line": chunk.first_line if len(chunk) else None,
+        "last_line": chunk.last_line if len(chunk) else None,
         "products": len(chunk),
         "not_sent": outcome.not_sent,
         "batch_id": outcome.batch_id,
