@@ -22,6 +22,7 @@ from bulkpush.errors import ConfigError, SourceError
 
 # The rejects file's format is defined once, next to its writer.
 from bulkpush.report._rejects import is_rejects_line, unwrap_rejects
+from bulkpush.sources._blocks import Block, ReadInto, read_ndjson_blocks
 from bulkpush.sources._csv import read_csv
 from bulkpush.sources._framing import BLOCK, BOM, Reader, peek_first_line
 from bulkpush.sources._jsonarray import read_json
@@ -333,6 +334,30 @@ def safe_reader(f: IO[bytes], name: str, on_bytes: ByteCounter | None = None) ->
     return safe_read
 
 
+def reader_into(f: IO[bytes], name: str, on_bytes: ByteCounter | None = None) -> ReadInto:
+    """``f``'s ``readinto`` (or ``read1``/``read`` copied in), raising ``SourceError``
+    like ``_open.safe_reader`` when the bytes cannot be read; ``on_bytes`` is told each size."""
+    native: Any = getattr(f, "readinto", None)
+    read: Any = getattr(f, "read1", None) or f.read
+
+    def into(view: memoryview) -> int:
+        try:
+            if native is not None:
+                n = native(view)
+                n = 0 if n is None else int(n)
+            else:
+                data = read(len(view))
+                n = len(data)
+                view[:n] = data
+        except Exception as exc:  # corrupt compressed data, I/O errors: the file is unreadable
+            raise open_error(name, exc) from exc
+        if on_bytes is not None:
+            on_bytes(n)
+        return n
+
+    return into
+
+
 def _is_decompressed(stream: IO[bytes]) -> bool:
     return isinstance(getattr(stream, "raw", None), _GzipReader | _ZstdReader)
 
@@ -346,8 +371,12 @@ def read_stream(
     *,
     csv_delimiter: str | None = None,
     on_bytes: ByteCounter | None = None,
-) -> Iterator[Record | Rejection]:
+    blocks: bool = False,
+) -> Iterator[Record | Rejection | Block]:
     """A whole decompressed stream, read by its format's reader (detected when ``None``).
+
+    ``blocks``: NDJSON comes as :class:`~bulkpush.sources._blocks.Block` s of
+    whole lines (the span fast path), not a record per line.
 
     A detected format is checked first: a binary stream, or one JSON object
     over several lines where NDJSON was expected, raises ``SourceError``
@@ -362,7 +391,10 @@ def read_stream(
         fmt = detect_format(source, prefix)
         if fmt == "ndjson":
             prefix = check_not_one_document(prefix, read, source)
-    if fmt == "ndjson":
+    if fmt == "ndjson" and blocks:
+        into = reader_into(stream, source, on_bytes)
+        yield from read_ndjson_blocks(into, prefix, source, line_no=first_line, cap=cap)
+    elif fmt == "ndjson":
         yield from read_ndjson(read, prefix, source, line_no=first_line, cap=cap)
     elif fmt == "rejects":
         yield from unwrap_rejects(read_ndjson(read, prefix, source, cap=cap), cap=cap)

@@ -17,6 +17,7 @@ from typing import IO
 
 from bulkpush._records import Record, Rejection
 from bulkpush.errors import ConfigError
+from bulkpush.sources._blocks import Block, read_ndjson_blocks
 from bulkpush.sources._framing import BLOCK, DEFAULT_MAX_RECORD_BYTES, peek_first_line
 from bulkpush.sources._ndjson import read_ndjson
 from bulkpush.sources._open import (
@@ -27,6 +28,7 @@ from bulkpush.sources._open import (
     open_error,
     open_source,
     read_stream,
+    reader_into,
     safe_reader,
 )
 
@@ -52,8 +54,12 @@ def read_path(
     cap: int,
     csv_delimiter: str | None = None,
     on_bytes: ByteCounter | None = None,
-) -> Iterator[Record | Rejection]:
-    """The records of a path (``"-"``: stdin), or of a byte range of it."""
+    blocks: bool = False,
+) -> Iterator[Record | Rejection | Block]:
+    """The records of a path (``"-"``: stdin), or of a byte range of it.
+
+    ``blocks``: NDJSON as blocks of whole lines (``_blocks``), not records.
+    """
     check_read_args(start, end, cap)
     if start != 0 or end is not None:
         if spec == "-":
@@ -72,11 +78,19 @@ def read_path(
                 first_line=first_line,
                 cap=cap,
                 on_bytes=on_bytes,
+                blocks=blocks,
             )
         return
     with open_source(spec) as stream:
         yield from read_stream(
-            stream, source, format, first_line, cap, csv_delimiter=csv_delimiter, on_bytes=on_bytes
+            stream,
+            source,
+            format,
+            first_line,
+            cap,
+            csv_delimiter=csv_delimiter,
+            on_bytes=on_bytes,
+            blocks=blocks,
         )
 
 
@@ -108,7 +122,8 @@ def iter_range(
     first_line: int,
     cap: int,
     on_bytes: ByteCounter | None = None,
-) -> Iterator[Record | Rejection]:
+    blocks: bool = False,
+) -> Iterator[Record | Rejection | Block]:
     """The records of the lines of ``f`` whose first byte is in ``[start, end)``.
 
     ``on_bytes`` is told the bytes of those lines once they are all read
@@ -134,9 +149,14 @@ def iter_range(
         pos, prefix = _seek_line_start(f, start, source)
     except OSError as exc:
         raise open_error(source, exc) from exc
-    stop = yield from read_ndjson(
-        safe_reader(f, source), prefix, source, line_no=first_line, offset=pos, end=end, cap=cap
-    )
+    if blocks:
+        stop = yield from read_ndjson_blocks(
+            reader_into(f, source), prefix, source, line_no=first_line, offset=pos, end=end, cap=cap
+        )
+    else:
+        stop = yield from read_ndjson(
+            safe_reader(f, source), prefix, source, line_no=first_line, offset=pos, end=end, cap=cap
+        )
     if on_bytes is not None:
         on_bytes(stop - pos)
 
@@ -169,6 +189,23 @@ class FileRange:
         on_bytes: ByteCounter | None = None,
     ) -> Iterator[Record | Rejection]:
         """The range's records, as :func:`~bulkpush.sources.iter_records` reads them."""
+        return self.items(
+            format=format,
+            max_record_bytes=max_record_bytes,
+            csv_delimiter=csv_delimiter,
+            on_bytes=on_bytes,
+        )  # type: ignore[return-value]  # no blocks were asked for
+
+    def items(
+        self,
+        *,
+        format: Format | None = None,
+        max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
+        csv_delimiter: str | None = None,
+        on_bytes: ByteCounter | None = None,
+        blocks: bool = False,
+    ) -> Iterator[Record | Rejection | Block]:
+        """:meth:`records`, with NDJSON as blocks of whole lines when ``blocks``."""
         return read_path(
             self.path,
             source="<stdin>" if self.path == "-" else self.path,
@@ -179,6 +216,7 @@ class FileRange:
             cap=max_record_bytes,
             csv_delimiter=csv_delimiter,
             on_bytes=on_bytes,
+            blocks=blocks,
         )
 
 

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 from bulkpush._records import Record, Rejection
+from bulkpush.sources._blocks import Block
 from bulkpush.sources._framing import DEFAULT_MAX_RECORD_BYTES
 from bulkpush.sources._open import ByteCounter, Format, decoded, open_error, read_stream
 from bulkpush.sources._ranges import check_read_args, iter_range, read_path
 
-__all__ = ["iter_records"]
+__all__ = ["iter_items", "iter_records"]
 
 
 def iter_records(
@@ -56,6 +57,35 @@ def iter_records(
     ``ConfigError`` for a byte range of a file that cannot have one (or an
     invalid range or cap).
     """
+    items = iter_items(
+        spec,
+        format=format,
+        name=name,
+        start_offset=start_offset,
+        end_offset=end_offset,
+        first_line=first_line,
+        max_record_bytes=max_record_bytes,
+        csv_delimiter=csv_delimiter,
+        on_bytes=on_bytes,
+    )
+    return cast(Iterator[Record | Rejection], items)  # no blocks were asked for
+
+
+def iter_items(
+    spec: str | os.PathLike[str] | BinaryIO,
+    *,
+    format: Format | None = None,
+    name: str | None = None,
+    start_offset: int = 0,
+    end_offset: int | None = None,
+    first_line: int = 1,
+    max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
+    csv_delimiter: str | None = None,
+    on_bytes: ByteCounter | None = None,
+    blocks: bool = False,
+) -> Iterator[Record | Rejection | Block]:
+    """:func:`iter_records`, with NDJSON as blocks of whole lines when ``blocks``
+    (``_blocks``; the span fast path reads them)."""
     if isinstance(spec, str | os.PathLike):
         source = name or ("<stdin>" if spec == "-" else os.fspath(spec))
         yield from read_path(
@@ -68,6 +98,7 @@ def iter_records(
             cap=max_record_bytes,
             csv_delimiter=csv_delimiter,
             on_bytes=on_bytes,
+            blocks=blocks,
         )
         return
     check_read_args(start_offset, end_offset, max_record_bytes)
@@ -82,6 +113,7 @@ def iter_records(
             first_line=first_line,
             cap=max_record_bytes,
             on_bytes=on_bytes,
+            blocks=blocks,
         )
         return
     try:
@@ -96,4 +128,5 @@ def iter_records(
         max_record_bytes,
         csv_delimiter=csv_delimiter,
         on_bytes=on_bytes,
+        blocks=blocks,
     )
