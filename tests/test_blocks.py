@@ -1,4 +1,4 @@
-"""NDJSON read as blocks (the span fast path's reader) gives exactly the lines of ``read_ndjson``."""
+"""NDJSON read as blocks (the span fast path's reader) makes the lines ``read_ndjson`` makes."""
 
 from __future__ import annotations
 
@@ -79,7 +79,7 @@ def test_blocks_make_the_records_of_read_ndjson(lines, final_newline, block, cap
 @given(LINES, st.sampled_from([64, 100, 4096]), st.data())
 def test_a_byte_range_gives_the_lines_starting_in_it(lines, block, data):
     text = b"\n".join(lines) + b"\n"
-    starts = [0] + [i + 1 for i, b in enumerate(text) if b == 10][:-1]
+    starts = [0, *[i + 1 for i, b in enumerate(text) if b == 10][:-1]]
     k = data.draw(st.integers(0, len(starts) - 1))
     start = starts[k]
     end = data.draw(st.integers(start, len(text) + 1))
