@@ -2,9 +2,9 @@
 
 ``Record`` (one product as read) → ``Chunk`` (an ordered run of records, or
 a :class:`Span` of body bytes, that fits the target's limits) → ``Outcome``
-(what the API said about one chunk, mapped back to source positions). ``Rejection`` is a record that will not be,
-or was not, accepted, with the reason. These types hold no resources and do
-no I/O.
+(what the API said about one chunk, mapped back to source positions).
+``Rejection`` is a record that will not be, or was not, accepted, with the
+reason. These types hold no resources and do no I/O.
 """
 
 from __future__ import annotations
