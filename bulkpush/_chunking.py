@@ -33,11 +33,14 @@ from __future__ import annotations
 
 from typing import Literal
 
-from bulkpush._records import Chunk, Record
+import numpy as np
+from numpy.typing import NDArray
+
+from bulkpush._records import Chunk, Record, Span
 from bulkpush.errors import CatalogTooSmall, ConfigError
 from bulkpush.limits import MB, STREAM_API
 
-__all__ = ["BodyFormat", "Chunker", "body_size", "encode_body"]
+__all__ = ["BodyFormat", "Chunker", "Numbering", "SpanChunker", "body_size", "encode_body"]
 
 BodyFormat = Literal["ndjson", "json"]
 
@@ -51,6 +54,20 @@ def body_size(records_bytes: int, count: int, body_format: BodyFormat) -> int:
     if body_format == "ndjson":
         return records_bytes + count
     return records_bytes + max(count - 1, 0) + 2
+
+
+class Numbering:
+    """Chunk numbers from 0, shared by the chunkers of one run (records and spans)."""
+
+    __slots__ = ("next",)
+
+    def __init__(self) -> None:
+        self.next = 0
+
+    def take(self) -> int:
+        n = self.next
+        self.next += 1
+        return n
 
 
 def encode_body(chunk: Chunk, body_format: BodyFormat) -> bytes:
@@ -83,6 +100,7 @@ class Chunker:
         min_bytes: int = 0,
         target_bytes: int | None = None,
         body_format: BodyFormat = "ndjson",
+        seq: Numbering | None = None,
     ) -> None:
         if body_format not in ("ndjson", "json"):
             raise ConfigError(f"unknown body format {body_format!r}: use 'ndjson' or 'json'")
@@ -111,25 +129,24 @@ class Chunker:
         self._bytes = 0  # sum of record sizes in _records, separators excluded
         self._held: list[Record] | None = None
         self._held_bytes = 0
-        self._seq = 0
+        self._seq = seq if seq is not None else Numbering()
         self._extra = 0 if body_format == "ndjson" else 1
 
     def __repr__(self) -> str:
         return (
             f"<Chunker {self.body_format} max_count={self.max_count} max_bytes={self.max_bytes} "
-            f"min_bytes={self.min_bytes} target_bytes={self.target_bytes} next_seq={self._seq} "
-            f"pending={len(self._records)} held={len(self._held or ())}>"
+            f"min_bytes={self.min_bytes} target_bytes={self.target_bytes} "
+            f"next_seq={self._seq.next} pending={len(self._records)} "
+            f"held={len(self._held or ())}>"
         )
 
     def _size(self, records_bytes: int, count: int) -> int:
         return body_size(records_bytes, count, self.body_format)
 
     def _emit(self, records: list[Record], records_bytes: int) -> Chunk:
-        chunk = Chunk(
-            seq=self._seq, records=records, nbytes=self._size(records_bytes, len(records))
+        return Chunk(
+            seq=self._seq.take(), records=records, nbytes=self._size(records_bytes, len(records))
         )
-        self._seq += 1
-        return chunk
 
     def _cut(self, *, by_count: bool) -> list[Chunk]:
         """Close the current chunk; return what may be sent now."""
@@ -233,3 +250,128 @@ class Chunker:
                 f"{self.max_bytes} bytes: records are too large for these limits"
             )
         return best[1], best[2]
+
+
+class SpanChunker:
+    """Cut runs of products kept as bytes into :class:`Span` chunks, a chunk at a time.
+
+    The span fast path's :class:`Chunker`: the same ``max_count``,
+    ``max_bytes`` and ``target_bytes``, found by a binary search over a
+    run's line starts rather than product by product; NDJSON bodies only and
+    no ``min_bytes`` (runs that need either take the record path). A chunk
+    may take products from several runs (blocks) of one source; a new source
+    starts a new chunk. ``feed`` copies what it keeps, so ``body`` may be a
+    view of a buffer that is reused afterwards.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_count: int = STREAM_API.max_products_per_request,
+        max_bytes: int = STREAM_API.max_request_bytes,
+        target_bytes: int | None = None,
+        seq: Numbering | None = None,
+    ) -> None:
+        if max_count < 1:
+            raise ConfigError(f"max_count must be at least 1, not {max_count}")
+        self.max_count = max_count
+        self.max_bytes = max_bytes
+        self.target_bytes = target_bytes
+        self._seq = seq if seq is not None else Numbering()
+        self._source = ""
+        # The open chunk: pieces of body, and their line starts (without the
+        # end), line numbers and offsets.
+        self._bodies: list[bytes | memoryview] = []
+        self._starts: list[NDArray[np.uint32]] = []
+        self._lines: list[NDArray[np.int64]] = []
+        self._offsets: list[NDArray[np.int64]] = []
+        self._count = 0
+        self._bytes = 0
+
+    def __repr__(self) -> str:
+        return (
+            f"<SpanChunker max_count={self.max_count} max_bytes={self.max_bytes} "
+            f"target_bytes={self.target_bytes} pending={self._count}>"
+        )
+
+    @property
+    def pending(self) -> int:
+        """Products fed and not yet in a chunk."""
+        return self._count
+
+    def feed(
+        self,
+        source: str,
+        body: bytes | memoryview,
+        starts: NDArray[np.uint32],
+        lines: NDArray[np.int64],
+        offsets: NDArray[np.int64],
+    ) -> list[Chunk]:
+        """Add a run of ``len(lines)`` products; return the chunks it completed, in order.
+
+        ``starts`` (``n + 1`` offsets into ``body``), ``lines`` and ``offsets``
+        as :class:`Span` holds them.
+        """
+        out: list[Chunk] = []
+        if source != self._source:
+            out += self.flush()
+            self._source = source
+        n = len(lines)
+        pos = 0
+        big = np.asarray(starts, dtype=np.int64)
+        while pos < n:
+            base = int(big[pos])
+            rest = big[pos:]
+            # The most products that fit: by count, then by bytes.
+            k = min(self.max_count - self._count, n - pos)
+            room = self.max_bytes - self._bytes
+            by_bytes = int(np.searchsorted(rest, base + room, side="right")) - 1
+            full = k <= by_bytes and self._count + k == self.max_count
+            if by_bytes < k:
+                k, full = by_bytes, True
+            if self.target_bytes is not None:
+                need = self.target_bytes - self._bytes
+                by_target = max(int(np.searchsorted(rest, base + need, side="left")), 1)
+                if by_target <= k:
+                    k, full = by_target, True
+            if k <= 0:
+                if self._count == 0:
+                    size = int(big[pos + 1]) - base
+                    raise ConfigError(
+                        f"a product of {size - 1} bytes ({source}:{int(lines[pos])}) cannot fit "
+                        f"a request of at most {self.max_bytes} bytes"
+                    )
+                out.append(self._cut())
+                continue
+            end = pos + k
+            lo, hi = base, int(big[end])
+            self._bodies.append(body[lo:hi] if full else bytes(body[lo:hi]))
+            self._starts.append((big[pos:end] - (base - self._bytes)).astype(np.uint32))
+            self._lines.append(lines[pos:end])
+            self._offsets.append(offsets[pos:end])
+            self._count += k
+            self._bytes += hi - lo
+            pos = end
+            if full:
+                out.append(self._cut())
+        return out
+
+    def _cut(self) -> Chunk:
+        nbytes = self._bytes
+        starts = np.empty(self._count + 1, dtype=np.uint32)
+        np.concatenate(self._starts, out=starts[:-1])
+        starts[-1] = nbytes
+        span = Span(
+            self._source,
+            b"".join(self._bodies),
+            starts,
+            np.concatenate(self._lines),
+            np.concatenate(self._offsets),
+        )
+        self._bodies, self._starts, self._lines, self._offsets = [], [], [], []
+        self._count = self._bytes = 0
+        return Chunk(self._seq.take(), span=span, nbytes=nbytes)
+
+    def flush(self) -> list[Chunk]:
+        """The open chunk, if any products are in it."""
+        return [self._cut()] if self._count else []

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import itertools
+
 import orjson
 import pytest
 from hypothesis import given, settings
@@ -195,3 +197,46 @@ def test_memory_holds_at_most_the_current_and_one_held_chunk(sizes: list[int], c
     for i, size in enumerate(sizes):
         returned += sum(len(c) for c in chunker.feed(rec(i, size)))
         assert (i + 1) - returned <= count
+
+
+# --- SpanChunker: the span fast path cuts exactly where Chunker cuts ---------
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    sizes=st.lists(st.integers(2, 60), min_size=0, max_size=120),
+    cuts=st.lists(st.integers(0, 120), max_size=6),
+    max_count=st.integers(1, 25),
+    max_bytes=st.integers(70, 400),
+    target=st.one_of(st.none(), st.integers(0, 400)),
+)
+def test_span_chunker_cuts_where_chunker_cuts(sizes, cuts, max_count, max_bytes, target):
+    import numpy as np
+
+    from bulkpush._chunking import SpanChunker
+
+    if target is not None and target > max_bytes:
+        target = max_bytes
+    raws = [b"{" + b"x" * (n - 2) + b"}" for n in sizes]
+    records = [Record("s", i + 1, i * 100, raw) for i, raw in enumerate(raws)]
+    chunker = Chunker(max_count=max_count, max_bytes=max_bytes, target_bytes=target)
+    expected = [c for r in records for c in chunker.feed(r)] + chunker.flush()
+    spans = SpanChunker(max_count=max_count, max_bytes=max_bytes, target_bytes=target)
+    got = []
+    bounds = sorted({0, len(raws), *(c for c in cuts if c <= len(raws))})
+    for a, b in itertools.pairwise(bounds):
+        body = bytearray(b"".join(r + b"\n" for r in raws[a:b]))
+        starts = np.zeros(b - a + 1, dtype=np.uint32)
+        np.cumsum([len(r) + 1 for r in raws[a:b]], out=starts[1:])
+        lines = np.arange(a + 1, b + 1, dtype=np.int64)
+        got += spans.feed("s", memoryview(body), starts, lines, lines * 100 - 100)
+        body[:] = b"!" * len(body)  # the buffer is reused: what was kept must be a copy
+    got += spans.flush()
+    assert [len(c) for c in got] == [len(c) for c in expected]
+    assert [c.seq for c in got] == list(range(len(got)))
+    for g, e in zip(got, expected, strict=True):
+        assert encode_body(g, "ndjson") == encode_body(e, "ndjson")
+        assert g.nbytes == e.nbytes
+        assert [(r.line, r.offset, r.raw) for r in g.records] == [
+            (r.line, r.offset, r.raw) for r in e.records
+        ]
