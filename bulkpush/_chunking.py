@@ -140,6 +140,11 @@ class Chunker:
             f"held={len(self._held or ())}>"
         )
 
+    @property
+    def pending(self) -> int:
+        """Records fed and not yet returned in a chunk."""
+        return len(self._records) + len(self._held or ())
+
     def _size(self, records_bytes: int, count: int) -> int:
         return body_size(records_bytes, count, self.body_format)
 

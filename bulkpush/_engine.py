@@ -22,6 +22,7 @@ from bulkpush._dryrun import DryRunSender
 from bulkpush._http import HttpTransport
 from bulkpush._options import PushOptions
 from bulkpush._pipeline import Event, Pipeline, PipelineSettings, RecordHook, Source
+from bulkpush._procs import default_workers
 from bulkpush._progress import Progress
 from bulkpush._quota import Pacer, Quota
 from bulkpush._resource import AsyncResource
@@ -196,6 +197,9 @@ class Engine(AsyncResource):
             format=opts.format,
             csv_delimiter=opts.csv_delimiter,
             inflight_bytes=max(opts.concurrency.inflight_bytes, plan.inflight_bytes or 0),
+            workers=opts.workers if opts.workers is not None else default_workers(),
+            process_min_bytes=opts.process_min_bytes,
+            compression=plan.compression,
         )
         rate = opts.rate if opts.rate is not None else plan.quota.rate
         compressor = Compressor(plan.compression)
@@ -221,6 +225,7 @@ class Engine(AsyncResource):
         validation = opts.validation
         if validation.max_product_bytes > plan.max_record_bytes:
             validation = replace(validation, max_product_bytes=plan.max_record_bytes)
+        settings = replace(settings, validation=validation)
         return Pipeline(
             srcs,
             sender=sender,

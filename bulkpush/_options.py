@@ -34,7 +34,11 @@ class PushOptions:
     Stream API's 30/s, slower for a while after a 429); ``retry``;
     ``concurrency``; ``rejects_path``; ``pinpoint_rejects`` (find products
     the API rejected without naming them, by re-sending halves);
-    ``max_examples`` per error in the report.
+    ``max_examples`` per error in the report; ``workers``: processes that
+    read, check, cut and gzip plain NDJSON files (None: the cores this
+    process may use; 1: no process, all in this one), used for a file of at
+    least ``process_min_bytes`` (32 MiB: below it, starting processes costs
+    more than it saves).
 
     Read by the Productsup Stream API target only: ``stream_type`` (None
     asks the API), ``body_format`` of referenced streams (chunked streams
@@ -59,6 +63,8 @@ class PushOptions:
     body_format: BodyFormat | None = None
     referenced_min_bytes: int | None = None
     referenced_max_bytes: int | None = None
+    workers: int | None = None
+    process_min_bytes: int = 32 << 20
 
     def __post_init__(self) -> None:
         d = self.csv_delimiter
@@ -72,3 +78,7 @@ class PushOptions:
             raise ConfigError("rate must be a positive number")
         if self.request_bytes is not None and self.request_bytes < 1:
             raise ConfigError("request_bytes must be positive")
+        if self.workers is not None and not 1 <= self.workers <= 256:
+            raise ConfigError(f"workers must lie between 1 and 256, not {self.workers}")
+        if self.process_min_bytes < 0:
+            raise ConfigError("process_min_bytes must not be negative")

@@ -328,7 +328,9 @@ class Pipeline:
                     ticket, chunk, body = item
                     if stop.is_set():
                         continue
-                    payload = await self.compressor.compress(body)
+                    payload = chunk.payload
+                    if payload is None:  # (a reading process compressed it already)
+                        payload = await self.compressor.compress(body)
                     await ready.put((ticket, chunk, payload))
                 await end(encoded)  # let the other compressors see the end
             finally:
@@ -403,6 +405,7 @@ class Pipeline:
             raise
         finally:
             stopper.cancel()
+            reader.close()
             not_sent = sum(len(c) for c in held.values()) + (reader.fed - reader.cut)
             if not_sent:
                 report.add_not_sent(not_sent)

@@ -14,17 +14,17 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-from bulkpush._chunking import BodyFormat, Chunker, encode_body
+from bulkpush._chunking import BodyFormat, Chunker, Numbering, SpanChunker, encode_body
 from bulkpush._records import STAGE_CLIENT, Chunk, Record, Rejection
-from bulkpush._validation import Validator
+from bulkpush._spans import check_block
+from bulkpush._compression import CompressionOptions
+from bulkpush._procs import Job, ProcessReader, SegmentPlan, SegmentResult, plan_segments
+from bulkpush._records import Span
+from bulkpush._validation import ValidationOptions, Validator
 from bulkpush.errors import BulkpushError, SourceError
-from bulkpush.sources import (
-    DEFAULT_MAX_RECORD_BYTES,
-    FileRange,
-    Format,
-    iter_objects,
-    iter_records,
-)
+from bulkpush.sources import DEFAULT_MAX_RECORD_BYTES, FileRange, Format, iter_objects
+from bulkpush.sources._blocks import Block
+from bulkpush.sources._read import iter_items
 
 __all__ = ["STEP_RECORDS", "PipelineSettings", "Reader", "RecordHook", "Source", "Step"]
 
@@ -53,6 +53,13 @@ class PipelineSettings:
     ``read_cap``: the most bytes of one line (CSV row, JSON element) a source
     holds; a longer one is kept cut short, enough to be rejected as too large.
     ``csv_delimiter``: of CSV sources (None: sniffed from each header line).
+    ``spans``: read NDJSON as blocks checked and cut as spans of bytes (the
+    fast path; used where the body is NDJSON with no minimum size and no
+    ``on_record`` hook wants every record); False: a record per product.
+    ``workers``: processes that read plain NDJSON files of at least
+    ``process_min_bytes`` (``bulkpush._procs``; 1: none, the reader thread
+    does it all); they check with ``validation`` and gzip with
+    ``compression`` (both needed for processes to be used).
     """
 
     max_count: int
@@ -66,6 +73,11 @@ class PipelineSettings:
     inflight_bytes: int = 192 * 1024 * 1024
     compress_workers: int = field(default_factory=lambda: max(2, os.cpu_count() or 2))
     queue_chunks: int = 2
+    spans: bool = True
+    workers: int = 1
+    process_min_bytes: int = 32 << 20
+    validation: ValidationOptions | None = None
+    compression: CompressionOptions | None = None
 
 
 @dataclass(slots=True)
@@ -97,16 +109,49 @@ class Reader:
     ) -> None:
         self.settings = settings
         self.validator = validator
+        numbering = self.numbering = Numbering()
         self.chunker = Chunker(
             max_count=settings.max_count,
             max_bytes=settings.max_bytes,
             min_bytes=settings.min_bytes,
             target_bytes=settings.target_bytes,
             body_format=settings.body_format,
+            seq=numbering,
         )
+        self.spans = SpanChunker(
+            max_count=settings.max_count,
+            max_bytes=settings.max_bytes,
+            target_bytes=settings.target_bytes,
+            seq=numbering,
+        )
+        self.use_spans = (
+            settings.spans
+            and on_record is None
+            and settings.body_format == "ndjson"
+            and settings.min_bytes == 0
+        )
+        self.procs: ProcessReader | None = None
+        self.segment_plan: SegmentPlan | None = None
+        if (
+            self.use_spans
+            and settings.workers > 1
+            and settings.validation is not None
+            and settings.compression is not None
+        ):
+            self.segment_plan = SegmentPlan(
+                cap=settings.read_cap,
+                max_count=settings.max_count,
+                max_bytes=settings.max_bytes,
+                target_bytes=settings.target_bytes,
+                validation=settings.validation,
+                compression=settings.compression,
+                workers=settings.workers,
+                min_bytes=settings.process_min_bytes,
+            )
         items = self._items(sources)
-        # Only a run that asked for the hook pays for the extra generator.
-        self.items = items if on_record is None else _observed(items, on_record)
+        # Only a run that asked for the hook pays for the extra generator (and
+        # it reads records: no blocks, no segments, see use_spans).
+        self.items = items if on_record is None else _observed(items, on_record)  # type: ignore[arg-type]
         self.stop_requested = stop_requested or threading.Event()
         self.stopped_early = False
         self.fed = 0
@@ -117,25 +162,39 @@ class Reader:
     def _count(self, nbytes: int) -> None:
         self.bytes_read += nbytes
 
-    def _items(self, sources: Iterable[Source]) -> Iterator[Record | Rejection]:
+    def _items(
+        self, sources: Iterable[Source]
+    ) -> Iterator[Record | Rejection | Block | SegmentResult]:
         cap = self.settings.read_cap
         fmt = self.settings.format
         delimiter = self.settings.csv_delimiter
+        blocks = self.use_spans
         # Files count every byte read (blank lines too) as they read them.
         count = self._count
         for src in sources:
             self.source_name = _source_name(src)
-            if isinstance(src, FileRange):
-                yield from src.records(
-                    format=fmt, max_record_bytes=cap, csv_delimiter=delimiter, on_bytes=count
+            jobs = self._segments(src)
+            if jobs is not None:
+                if self.procs is None:
+                    self.procs = ProcessReader(self.settings.workers)
+                first_line = src.first_line if isinstance(src, FileRange) else 1
+                yield from self.procs.results(jobs, first_line)
+            elif isinstance(src, FileRange):
+                yield from src.items(
+                    format=fmt,
+                    max_record_bytes=cap,
+                    csv_delimiter=delimiter,
+                    on_bytes=count,
+                    blocks=blocks,
                 )
             elif isinstance(src, str | os.PathLike) or hasattr(src, "read"):
-                yield from iter_records(
+                yield from iter_items(
                     src,  # type: ignore[arg-type]
                     format=fmt,
                     max_record_bytes=cap,
                     csv_delimiter=delimiter,
                     on_bytes=count,
+                    blocks=blocks,
                 )
             else:
                 # Python objects have no bytes: count them as the NDJSON lines they make.
@@ -143,6 +202,52 @@ class Reader:
                     record = item.record if isinstance(item, Rejection) else item
                     self.bytes_read += len(record.raw) + 1
                     yield item
+
+    def _segments(self, src: Source) -> list[Job] | None:
+        """The segments of ``src`` for the reading processes, or None (read it here)."""
+        plan = self.segment_plan
+        if plan is None:
+            return None
+        if isinstance(src, FileRange):
+            if src.path == "-":
+                return None
+            path, start, end = src.path, src.start, src.end
+        elif isinstance(src, str | os.PathLike) and src != "-":
+            path, start, end = os.fspath(src), 0, None
+        else:
+            return None
+        return plan_segments(
+            path, path, start=start, end=end, format=self.settings.format, plan=plan
+        )
+
+    def close(self) -> None:
+        """Stop the reading processes, if any (segments not yet read never are)."""
+        if self.procs is not None:
+            self.procs.close()
+
+    def _segment(self, st: Step, result: SegmentResult) -> None:
+        """A segment read by a process: its chunks come compressed, its rejections made."""
+        if self.chunker.pending or self.spans.pending:
+            self._encode(st, self._flush())
+        st.read += result.read
+        self.bytes_read += result.nbytes
+        st.rejections.extend(result.rejections)
+        gzipped = self.settings.compression is not None and (
+            self.settings.compression.codec == "gzip"
+        )
+        for part in result.chunks:
+            span = Span(
+                self.source_name,
+                None if gzipped else part.payload,
+                part.starts,
+                part.lines,
+                part.offsets,
+                gzipped=part.payload if gzipped else None,
+            )
+            chunk = Chunk(self.numbering.take(), span=span, nbytes=part.nbytes, payload=part.payload)
+            self.fed += len(chunk)
+            self.cut += len(chunk)
+            st.chunks.append((chunk, b""))
 
     def _encode(self, st: Step, chunks: list[Chunk]) -> None:
         for chunk in chunks:
@@ -167,9 +272,17 @@ class Reader:
                 # and at most one step (one chunk) is read after the request.
                 self.stopped_early = True
                 st.done = True
-                self._encode(st, self.chunker.flush())
+                self._encode(st, self._flush())
                 return
             for item in self.items:
+                if isinstance(item, SegmentResult):
+                    self._segment(st, item)
+                    return
+                if isinstance(item, Block):
+                    self._block(st, item)
+                    if st.chunks or st.read >= STEP_RECORDS:
+                        return
+                    continue
                 st.read += 1
                 if isinstance(item, Rejection):
                     st.rejections.append(item)
@@ -182,6 +295,8 @@ class Reader:
                     if rejection is not None:
                         st.rejections.append(rejection)
                     else:
+                        if self.spans.pending:
+                            self._encode(st, self.spans.flush())
                         self.fed += 1
                         done = feed(item)
                         if done:
@@ -189,7 +304,7 @@ class Reader:
                 if st.chunks or st.read >= STEP_RECORDS:
                     return
             st.done = True
-            self._encode(st, self.chunker.flush())
+            self._encode(st, self._flush())
         except OSError as exc:
             self._source_failed(st, SourceError(f"reading the catalog failed: {exc}"))
         except SourceError as exc:
@@ -205,6 +320,33 @@ class Reader:
             msg = f"reading {name} failed unexpectedly ({_unexpected(exc)})"
             self._source_failed(st, SourceError(msg, source=name))
 
+    def _flush(self) -> list[Chunk]:
+        return self.chunker.flush() + self.spans.flush()
+
+    def _block(self, st: Step, block: Block) -> None:
+        """Check a block of whole lines as one span; feed its valid products as bytes."""
+        res = check_block(
+            block.data,
+            self.validator,
+            source=block.source,
+            first_line=block.line,
+            base_offset=block.offset,
+            bom=block.offset == 0,
+            cap=self.settings.read_cap,
+        )
+        block.nlines = len(res.line_starts) - 1
+        st.read += res.read
+        st.rejections.extend(res.rejections)
+        kept = len(res.lines)
+        if not kept:
+            return
+        if self.chunker.pending:
+            self._encode(st, self.chunker.flush())  # records before this block leave first
+        self.fed += kept
+        lines = res.lines + block.line
+        offsets = res.line_starts[res.lines] + block.offset
+        self._encode(st, self.spans.feed(block.source, res.body, res.starts, lines, offsets))
+
     @staticmethod
     def _unchecked(record: Record, exc: Exception) -> Rejection:
         _log.debug("checking %s line %d failed", record.source, record.line, exc_info=True)
@@ -216,7 +358,7 @@ class Reader:
         # file) is still chunked and sent; the run then stops with the error.
         st.done = True
         st.error = exc
-        self._encode(st, self.chunker.flush())
+        self._encode(st, self._flush())
 
 
 def _source_name(src: Source) -> str:

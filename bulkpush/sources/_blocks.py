@@ -34,12 +34,14 @@ ReadInto = Callable[[memoryview], int]
 
 @dataclass(slots=True)
 class Block:
-    """Whole physical lines, each ending in ``\\n``, starting at ``line`` and byte ``offset``.
+    """Whole physical lines of ``source``, each ending in ``\\n``, starting at ``line`` and
+    byte ``offset``.
 
     ``nlines``: the consumer may set it to the block's line count (it has
     found the line ends anyway), sparing the reader a count.
     """
 
+    source: str
     data: memoryview
     line: int
     offset: int
@@ -104,14 +106,14 @@ def read_ndjson_blocks(
             line_no, offset = line_no + 1, offset + length
             continue
         if cut:
-            block = Block(mv[:cut], line_no, offset)
+            block = Block(source, mv[:cut], line_no, offset)
             yield block
             line_no += block.nlines if block.nlines >= 0 else buf.count(b"\n", 0, cut)
             offset += cut
         if last_lines and limit > cut:
             # The last line, with no line end: a block of its own, its "\n" added.
             data = bytes(mv[cut:limit]) + b"\n"
-            yield Block(memoryview(data), line_no, offset, 1)
+            yield Block(source, memoryview(data), line_no, offset, 1)
             return offset + limit - cut
         if last_lines:
             return offset
