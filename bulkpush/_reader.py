@@ -15,12 +15,11 @@ from dataclasses import dataclass, field
 from typing import IO, Any
 
 from bulkpush._chunking import BodyFormat, Chunker, Numbering, SpanChunker, encode_body
-from bulkpush._records import STAGE_CLIENT, Chunk, Record, Rejection
-from bulkpush._spans import check_block
 from bulkpush._compression import CompressionOptions
 from bulkpush._procs import Job, ProcessReader, SegmentPlan, SegmentResult, plan_segments
-from bulkpush._records import Span
-from bulkpush._validation import ValidationOptions, Validator
+from bulkpush._records import Chunk, Record, Rejection, Span
+from bulkpush._spans import check_block
+from bulkpush._validation import ValidationOptions, Validator, unchecked
 from bulkpush.errors import BulkpushError, SourceError
 from bulkpush.sources import DEFAULT_MAX_RECORD_BYTES, FileRange, Format, iter_objects
 from bulkpush.sources._blocks import Block
@@ -244,7 +243,9 @@ class Reader:
                 part.offsets,
                 gzipped=part.payload if gzipped else None,
             )
-            chunk = Chunk(self.numbering.take(), span=span, nbytes=part.nbytes, payload=part.payload)
+            chunk = Chunk(
+                self.numbering.take(), span=span, nbytes=part.nbytes, payload=part.payload
+            )
             self.fed += len(chunk)
             self.cut += len(chunk)
             st.chunks.append((chunk, b""))
@@ -291,7 +292,7 @@ class Reader:
                         rejection = validator(item)
                     except Exception as exc:
                         # One crafted product must not end the run: it alone is rejected.
-                        rejection = self._unchecked(item, exc)
+                        rejection = unchecked(item, exc)
                     if rejection is not None:
                         st.rejections.append(rejection)
                     else:
@@ -346,12 +347,6 @@ class Reader:
         lines = res.lines + block.line
         offsets = res.line_starts[res.lines] + block.offset
         self._encode(st, self.spans.feed(block.source, res.body, res.starts, lines, offsets))
-
-    @staticmethod
-    def _unchecked(record: Record, exc: Exception) -> Rejection:
-        _log.debug("checking %s line %d failed", record.source, record.line, exc_info=True)
-        message = f"The product could not be checked: an unexpected {type(exc).__name__}"
-        return Rejection(record, STAGE_CLIENT, message)
 
     def _source_failed(self, st: Step, exc: SourceError) -> None:
         # What was read before the failure (the intact part of a truncated

@@ -74,7 +74,7 @@ import numpy as np
 import numpy.typing as npt
 
 from bulkpush._records import Record, Rejection
-from bulkpush._validation import Validator
+from bulkpush._validation import Validator, unchecked
 from bulkpush.sources._framing import BOM, WS
 
 __all__ = ["BlockResult", "check_block"]
@@ -106,7 +106,9 @@ class BlockResult:
     ``body[starts[k]:starts[k + 1] - 1]``, ``starts[-1] == len(body)``.
     ``lines``: int64, the 0-based index in the block of each kept product's
     line. ``rejections``: in line order. ``read``: products read (blank lines
-    are not products).
+    are not products). ``line_starts``: the offset in the block of every
+    line's first byte, then the block's length (``len - 1`` lines), so a kept
+    product's source offset is ``base_offset + line_starts[lines[k]]``.
     """
 
     body: bytes | memoryview
@@ -114,6 +116,7 @@ class BlockResult:
     lines: npt.NDArray[np.int64]
     rejections: list[Rejection]
     read: int
+    line_starts: npt.NDArray[np.intp]
 
 
 def _source(mv: memoryview) -> tuple[bytes | bytearray, int, int]:
@@ -250,7 +253,8 @@ def check_block(
     if mv.format != "B" or mv.ndim != 1:
         mv = mv.cast("B")
     if mv.nbytes == 0:
-        return BlockResult(b"", np.zeros(1, np.uint32), np.zeros(0, np.int64), [], 0)
+        empty = np.zeros(1, np.uint32)
+        return BlockResult(b"", empty, np.zeros(0, np.int64), [], 0, np.zeros(1, np.intp))
     nl, starts, suspect = _suspects(mv, validator, cap)
     n = len(nl)
     bad = np.flatnonzero(suspect).tolist()
@@ -266,7 +270,10 @@ def check_block(
         out: bytes | None = None
         if raw:
             record = Record(source, first_line + i, base_offset + start, raw)
-            rejection = validator(record)
+            try:
+                rejection = validator(record)
+            except Exception as exc:
+                rejection = unchecked(record, exc)
             if rejection is None:
                 out = record.raw
             else:
@@ -287,6 +294,7 @@ def check_block(
             np.arange(n, dtype=np.int64),
             rejections,
             n,
+            starts,
         )
     pieces.append(mv[starts[prev] : starts[n]])
     lens = lens[keep]
@@ -298,4 +306,5 @@ def check_block(
         np.flatnonzero(keep).astype(np.int64),
         rejections,
         len(lens) + len(rejections),
+        starts,
     )

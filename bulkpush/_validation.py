@@ -51,6 +51,7 @@ light ~800,000-1,000,000 products/s.
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -81,6 +82,7 @@ __all__ = [
     "ValidationOptions",
     "Validator",
     "prefix_id",
+    "unchecked",
 ]
 
 Level = Literal["full", "light"]
@@ -109,6 +111,8 @@ MSG_LINE_BREAK = "Syntax error: a line break inside a product"
 #: Python's limit, whatever a crafted line holds.
 MAX_FLATTEN_DEPTH = 254
 MSG_FLATTEN_TOO_DEEP = f"Nested too deep to flatten (over {MAX_FLATTEN_DEPTH} levels)"
+
+_log = logging.getLogger("bulkpush.pipeline")
 
 _CONTROL = re.compile(rb"[\x00-\x1f]")
 
@@ -306,6 +310,14 @@ class Validator:
             record.raw = orjson.dumps(obj)
         record.id = ident
         return None
+
+
+def unchecked(record: Record, exc: Exception) -> Rejection:
+    """The rejection of a product whose check raised ``exc`` (a bug one crafted product
+    triggers must not end the run: that product alone is rejected)."""
+    _log.debug("checking %s line %d failed", record.source, record.line, exc_info=exc)
+    message = f"The product could not be checked: an unexpected {type(exc).__name__}"
+    return Rejection(record, STAGE_CLIENT, message)
 
 
 def _too_large(record: Record) -> Rejection:

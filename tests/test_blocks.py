@@ -107,3 +107,27 @@ def test_the_consumer_may_give_the_line_count():
         next(gen)
     except StopIteration as stop:
         assert stop.value == len(data)
+
+
+def test_a_read_that_fails_gives_the_whole_lines_before_it_then_raises():
+    class Failing(io.RawIOBase):
+        def __init__(self) -> None:
+            self.sent = False
+
+        def readinto(self, b):  # type: ignore[no-untyped-def]
+            if self.sent:
+                raise OSError("the disk failed")
+            self.sent = True
+            data = b'{"id":1}\n{"id":2}\n{"id":'
+            b[: len(data)] = data
+            return len(data)
+
+    gen = read_ndjson_blocks(reader_into(Failing(), "s"), b"", "s", cap=50)
+    block = next(gen)
+    assert isinstance(block, Block) and bytes(block.data) == b'{"id":1}\n{"id":2}\n'
+    try:
+        next(gen)
+    except Exception as exc:
+        assert "the disk failed" in str(exc.__cause__ or exc)
+    else:
+        raise AssertionError("the failure was not raised")

@@ -175,7 +175,8 @@ async def test_an_unexpected_error_checking_one_product_rejects_it_alone(
     emu = await emu_factory()
     sid = emu.create_stream("unexpected-check")
     path = tmp_path / "c.ndjson"
-    path.write_bytes(b'{"id":"1"}\n{"id":"2","t":"boom"}\n{"id":"3"}\n')
+    # ("[" makes the product one the fast path hands to the validator.)
+    path.write_bytes(b'{"id":"1"}\n{"id":"2","t":"[boom]"}\n{"id":"3"}\n')
     async with StreamClient(token=TOKEN, api_url=emu.url) as client:
         report = await client.push(str(path), stream=sid)
     assert (report.read, report.accepted, report.rejected) == (3, 2, 1)

@@ -106,6 +106,7 @@ def actual(
     for i, byte in enumerate(data):
         if byte == 10:
             line_starts.append(i + 1)
+    assert result.line_starts.tolist() == line_starts  # every line's start, then the end
     kept = [(first_line + int(i), base_offset + line_starts[int(i)]) for i in lines]
     assert list(lines) == sorted(set(lines.tolist()))
     rejections = []

@@ -72,11 +72,25 @@ def read_ndjson_blocks(
     buf[:filled] = prefix
     eof = False
     stop = sys.maxsize if end is None else end
+    failed: Exception | None = None
     while True:
         while not eof and filled < size:
-            got = readinto(mv[filled:])
+            try:
+                got = readinto(mv[filled:])
+            except Exception as exc:  # (a truncated gzip file): the whole lines read come first
+                failed = exc
+                break
             eof = got == 0
             filled += got
+        if failed is not None:
+            cut = buf.rfind(b"\n", 0, filled) + 1
+            if cut and offset < stop:
+                limit = cut
+                p = stop - offset
+                if p < cut:
+                    limit = buf.find(b"\n", p - 1, cut) + 1
+                yield Block(source, mv[:limit], line_no, offset)
+            raise failed
         if filled == 0 or offset >= stop:
             return offset
         limit, last_lines = filled, eof
