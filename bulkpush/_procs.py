@@ -70,7 +70,7 @@ __all__ = [
 #: costs about 3 % of a stream's rate when requests are the limit.
 CHUNKS_PER_SEGMENT = 16
 MIN_SEGMENT = 4 << 20
-MAX_SEGMENT = 64 << 20
+MAX_SEGMENT = 32 << 20
 
 
 def default_workers() -> int:
@@ -300,8 +300,10 @@ class ProcessReader:
 
     def _start(self) -> ProcessPoolExecutor:
         if self._pool is None:
-            method = "forkserver" if sys.platform.startswith("linux") else "spawn"
-            context = multiprocessing.get_context(method)
+            # Spawned, not forked: this process has threads (the event loop's
+            # helpers), and a forked child may inherit a lock one of them held.
+            # (A fork server would add a process of its own to the memory.)
+            context = multiprocessing.get_context("spawn")
             self._pool = ProcessPoolExecutor(
                 max_workers=self.workers, mp_context=context, initializer=_quiet
             )
