@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import functools
-import importlib.machinery
 import logging
 import os
 import sys
@@ -28,8 +27,8 @@ from bulkpush._cli_push import Signals, finish, warn_empty
 from bulkpush._demo import run_demo
 from bulkpush._http import Secret, TransportOptions
 from bulkpush._logging import COMMAND_FORMAT, current_format, log_outcome, setup_logging
-from bulkpush._progress import make_progress
 from bulkpush._procs import default_workers
+from bulkpush._progress import make_progress
 from bulkpush._records import Outcome
 from bulkpush._version import __version__
 from bulkpush.client import StreamClient
@@ -481,23 +480,8 @@ def demo(products: int, out_dir: str, quiet: bool) -> None:
     sys.exit(code)
 
 
-def _spare_reading_processes() -> None:
-    """Keep the reading processes (``--workers``) from re-running this program.
-
-    multiprocessing prepares each new process by importing the parent's
-    ``__main__``: for the console script that is all of the CLI (aiohttp,
-    rich, click: 20 MB and 0.3 s per process) though a reading process needs
-    none of it. A main module named ``….__main__`` is skipped (as for
-    ``python -m bulkpush``), so the script's module is given that name.
-    """
-    main_module = sys.modules.get("__main__")
-    if main_module is not None and getattr(main_module, "__spec__", None) is None:
-        main_module.__spec__ = importlib.machinery.ModuleSpec("bulkpush.__main__", None)
-
-
 def main() -> None:
     """Console-script entry point."""
-    _spare_reading_processes()
     try:
         cli(prog_name="bulkpush")
     except APIError as exc:  # pragma: no cover - _run maps these; a last guard

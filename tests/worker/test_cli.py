@@ -31,8 +31,10 @@ def flags(name: str, *sub: str) -> set[str]:
 
 def test_submit_takes_every_push_option_and_a_token_reference_instead_of_a_token() -> None:
     push, submit = flags("push"), flags("jobs", "submit")
-    # --dry-run and --log-format concern the process that runs: not a job's options.
+    # --dry-run, --log-format and --workers (the reading processes of one push)
+    # concern the process that runs: not a job's options.
     assert push - submit == {
+        "--workers",
         "--token",
         "--token-file",
         "--quiet",
