@@ -375,4 +375,6 @@ class ProcessReader:
     def close(self) -> None:
         if self._pool is not None:
             pool, self._pool = self._pool, None
-            pool.shutdown(wait=False, cancel_futures=True)
+            # Waits for the segments being read (a few tenths of a second at
+            # most) so that the processes are reaped and counted by their parent.
+            pool.shutdown(wait=True, cancel_futures=True)
