@@ -418,3 +418,22 @@ def test_other_buffers() -> None:
         assert bytes(result.body) == bytes(want.body)
         assert result.lines.tolist() == want.lines.tolist()
         assert result.rejections == want.rejections
+
+
+def test_a_crlf_block_stays_on_the_fast_path() -> None:
+    class Counting(Validator):
+        calls = 0
+
+        def __call__(self, record: Record) -> Rejection | None:
+            Counting.calls += 1
+            return super().__call__(record)
+
+    data = b"".join(b'{"id":"%d","t":"windows"}\r\n' % i for i in range(1000))
+    result = check_block(
+        data, Counting(), source=SOURCE, first_line=1, base_offset=0, bom=True, cap=10_000
+    )
+    assert Counting.calls == 0  # every CR ends a line: checked as LF lines, none suspect
+    assert bytes(result.body) == data.replace(b"\r\n", b"\n")
+    data2 = data + b'{"id":"y","t":"a lone \r inside"}\n'
+    check_block(data2, Counting(), source=SOURCE, first_line=1, base_offset=0, bom=True, cap=10_000)
+    assert Counting.calls == 1001  # a CR inside a line: no normalising, the CRLF lines fall back
