@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bulkpush import _validation as v
+from bulkpush._records import Record, Rejection
 from bulkpush._spans import BlockResult, check_block
 from bulkpush._validation import ValidationOptions, Validator
 from bulkpush.samples import iter_products
