@@ -350,7 +350,7 @@ class SpanChunker:
                 continue
             end = pos + k
             lo, hi = base, int(big[end])
-            self._bodies.append(body[lo:hi] if full else bytes(body[lo:hi]))
+            self._keep(body[lo:hi], full)
             self._starts.append((big[pos:end] - (base - self._bytes)).astype(np.uint32))
             self._lines.append(lines[pos:end])
             self._offsets.append(offsets[pos:end])
@@ -361,6 +361,16 @@ class SpanChunker:
                 out.append(self._cut())
         return out
 
+    def _keep(self, piece: memoryview | bytes, cut_now: bool) -> None:
+        """Keep a piece of the open chunk's body (a copy, unless it is cut at once)."""
+        self._bodies.append(piece if cut_now else bytes(piece))
+
+    def _take_body(self) -> bytes:
+        """The open chunk's body, the pieces kept so far let go."""
+        body = b"".join(self._bodies)
+        self._bodies = []
+        return body
+
     def _cut(self) -> Chunk:
         nbytes = self._bytes
         starts = np.empty(self._count + 1, dtype=np.uint32)
@@ -368,12 +378,12 @@ class SpanChunker:
         starts[-1] = nbytes
         span = Span(
             self._source,
-            b"".join(self._bodies),
+            self._take_body(),
             starts,
             np.concatenate(self._lines),
             np.concatenate(self._offsets),
         )
-        self._bodies, self._starts, self._lines, self._offsets = [], [], [], []
+        self._starts, self._lines, self._offsets = [], [], []
         self._count = self._bytes = 0
         return Chunk(self._seq.take(), span=span, nbytes=nbytes)
 

@@ -52,7 +52,7 @@ import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Literal
+from typing import Any, Literal
 
 from bulkpush._resource import AsyncResource
 from bulkpush.errors import ConfigError
@@ -69,6 +69,7 @@ __all__ = [
     "Codec",
     "CompressionOptions",
     "Compressor",
+    "StreamCompressor",
     "compress",
 ]
 
@@ -128,6 +129,40 @@ def compress(data: bytes, options: CompressionOptions) -> bytes:
     level = default if options.level is None else options.level
     result: bytes = module.compress(data, level, _GZIP_WBITS)
     return result
+
+
+class StreamCompressor:
+    """One body compressed as it comes, piece by piece (what :func:`compress` gives in one
+    call): no uncompressed copy of the whole body is ever held."""
+
+    __slots__ = ("_obj", "_parts")
+
+    def __init__(self, options: CompressionOptions) -> None:
+        self._parts: list[bytes] = []
+        self._obj: Any = None
+        if options.codec != "none":
+            module, default = _backend()
+            level = default if options.level is None else options.level
+            self._obj = module.compressobj(level, zlib.DEFLATED, _GZIP_WBITS)
+
+    def __repr__(self) -> str:
+        return f"<StreamCompressor parts={len(self._parts)}>"
+
+    def add(self, piece: bytes | memoryview) -> None:
+        if self._obj is None:
+            self._parts.append(bytes(piece))
+        else:
+            out = self._obj.compress(piece)
+            if out:
+                self._parts.append(out)
+
+    def finish(self) -> bytes:
+        """The whole compressed body; the compressor is spent."""
+        if self._obj is not None:
+            self._parts.append(self._obj.flush())
+        body = b"".join(self._parts)
+        self._parts = []
+        return body
 
 
 class Compressor(AsyncResource):

@@ -36,7 +36,8 @@ class PushOptions:
     the API rejected without naming them, by re-sending halves);
     ``max_examples`` per error in the report; ``workers``: processes that
     read, check, cut and gzip plain NDJSON files (None: the cores this
-    process may use; 1: no process, all in this one), used for a file of at
+    process may use when 3 or more, else 1; 1: no extra process, all in this
+    one: see ``bulkpush._procs.default_workers``), used for a file of at
     least ``process_min_bytes`` (32 MiB: below it, starting processes costs
     more than it saves).
 

@@ -331,10 +331,20 @@ class Pipeline:
                     payload = chunk.payload
                     if payload is None:  # (a reading process compressed it already)
                         payload = await self.compressor.compress(body)
+                        span = chunk.span
+                        if span is not None and payload is not body:
+                            # Keep only the compressed body while the request is in
+                            # flight: the products the API names are read from it.
+                            span.gzipped, span.body = payload, None
                     await ready.put((ticket, chunk, payload))
                 await end(encoded)  # let the other compressors see the end
             finally:
                 await end(ready)
+
+        def held_bytes(chunk: Chunk, payload: bytes) -> int:
+            # What a chunk in flight holds: its request body, and the records a
+            # record chunk keeps (a span chunk keeps only the compressed body).
+            return len(payload) if chunk.span is not None else chunk.nbytes + len(payload)
 
         async def send_one(ticket: int, chunk: Chunk, payload: bytes) -> None:
             outcomes = [Outcome(chunk=chunk, not_sent=len(chunk), error="cancelled")]
@@ -344,7 +354,7 @@ class Pipeline:
                 outcomes = [exc.outcome]
                 fail(exc.cause)
             finally:
-                budget.release(chunk.nbytes)
+                budget.release(held_bytes(chunk, payload))
                 held.pop(ticket, None)
                 account(outcomes)
             for outcome in outcomes:
@@ -360,7 +370,7 @@ class Pipeline:
                 ticket, chunk, payload = item
                 if stop.is_set() or self._interrupted is not None:
                     continue  # never sent: still held, so counted not_sent
-                await budget.acquire(chunk.nbytes)
+                await budget.acquire(held_bytes(chunk, payload))
                 task = asyncio.create_task(send_one(ticket, chunk, payload))
                 senders.add(task)
                 task.add_done_callback(senders.discard)

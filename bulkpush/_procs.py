@@ -43,7 +43,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from bulkpush._chunking import SpanChunker
-from bulkpush._compression import CompressionOptions, compress
+from bulkpush._compression import CompressionOptions, StreamCompressor
 from bulkpush._records import Record, Rejection
 from bulkpush._spans import check_block
 from bulkpush._validation import ValidationOptions, Validator
@@ -73,15 +73,25 @@ __all__ = [
 #: costs about 3 % of a stream's rate when requests are the limit.
 CHUNKS_PER_SEGMENT = 16
 MIN_SEGMENT = 4 << 20
-MAX_SEGMENT = 32 << 20
+MAX_SEGMENT = 24 << 20
 
 
 def default_workers() -> int:
-    """The cores this process may run on (its CPU affinity), at least 1."""
+    """Reading processes by default: the cores this process may run on, when there are 3
+    or more; else 1 (no extra process).
+
+    Measured on 2 cores (benchmarks/RESULTS.md), one process whose reader
+    thread checks and cuts while its gzip threads compress (ISA-L releases
+    the GIL) already keeps both cores busy, and pushes faster than 2 reading
+    processes: those pay their start-up (about 0.4 CPU-seconds each) and
+    memory (about 60 MB each) and gain no core. From 3 cores the reader thread
+    is the limit and processes add what it cannot do.
+    """
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        cores = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)
+        cores = os.cpu_count() or 1
+    return cores if cores >= 3 else 1
 
 
 def segment_bytes(file_size: int, line_bytes: float, chunk_products: int, workers: int) -> int:
@@ -211,6 +221,31 @@ def plan_segments(
     ]
 
 
+class _GzipChunker(SpanChunker):
+    """A :class:`SpanChunker` that compresses each chunk's body as its pieces come.
+
+    A reading process sends bodies compressed only: holding each whole
+    uncompressed body (10 MB for 10,000 products of 1 KB) to compress it at
+    the cut would double the process's memory for nothing. The chunks it
+    returns hold the *compressed* body in ``span.body`` (``read_segment``
+    moves it to the payload at once).
+    """
+
+    def __init__(self, compression: CompressionOptions, **kw: Any) -> None:
+        super().__init__(**kw)
+        self._compression = compression
+        self._stream: StreamCompressor | None = None
+
+    def _keep(self, piece: memoryview | bytes, cut_now: bool) -> None:
+        if self._stream is None:
+            self._stream = StreamCompressor(self._compression)
+        self._stream.add(piece)
+
+    def _take_body(self) -> bytes:
+        stream, self._stream = self._stream, None
+        return stream.finish() if stream is not None else b""
+
+
 def _quiet() -> None:
     # The parent alone handles Ctrl-C and SIGTERM (it stops the pool);
     # a process of its pool must not die of them with a traceback.
@@ -221,8 +256,11 @@ def read_segment(job: Job) -> SegmentResult:
     """Read, check, cut and gzip one segment (runs in a worker process)."""
     out = SegmentResult()
     validator = Validator(job.validation)
-    chunker = SpanChunker(
-        max_count=job.max_count, max_bytes=job.max_bytes, target_bytes=job.target_bytes
+    chunker = _GzipChunker(
+        job.compression,
+        max_count=job.max_count,
+        max_bytes=job.max_bytes,
+        target_bytes=job.target_bytes,
     )
 
     def sized(n: int) -> None:
@@ -233,7 +271,7 @@ def read_segment(job: Job) -> SegmentResult:
             span = chunk.span
             out.chunks.append(
                 SegmentChunk(
-                    compress(span.data(), job.compression),
+                    span.body,  # compressed already (_GzipChunker)
                     chunk.nbytes,
                     span.starts,
                     span.lines,

@@ -212,9 +212,9 @@ def _api_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 @click.option(
     "--workers",
     type=click.IntRange(1, 256),
-    help="Processes that read, check, cut and gzip plain NDJSON files of 32 MiB or more "
-    "[default: the cores available, here "
-    f"{default_workers()}]. 1: all in one process.",
+    help="Processes that read, check, cut and gzip plain NDJSON files of 32 MiB or more. "
+    "1: none, this process does it all (a reader thread and gzip threads) "
+    f"[default: the cores available when 3 or more, else 1; here {default_workers()}].",
 )
 @LOG_FORMAT_OPTION
 def push(

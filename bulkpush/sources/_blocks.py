@@ -26,7 +26,7 @@ __all__ = ["SPAN_BLOCK", "Block", "ReadInto", "read_ndjson_blocks"]
 
 #: Bytes per block: 1-4 MB measured best (docs/notes/spans-prototype.md:
 #: 16 MB blocks no longer stay in cache across the checks' passes).
-SPAN_BLOCK = 4 << 20
+SPAN_BLOCK = 1 << 20
 
 #: ``readinto(view)``: fill some of ``view``, return the bytes filled, 0 at the end.
 ReadInto = Callable[[memoryview], int]
