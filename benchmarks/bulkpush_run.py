@@ -32,7 +32,7 @@ and keeps each descendant's ``VmHWM`` at its last sighting (a process that
 lives less than 50 ms may be missed); this process's own is read at the end.
 It is a sum of peaks, so at most what the processes held at once would need.
 ``peak_rss_self_mb`` is this process alone; ``processes_seen`` how many
-descendants the sampler saw.
+descendants the sampler saw, ``peaks_other_mb`` their peaks.
 
 ``--no-network`` measures the CPU ceiling: the run is prepared by the client
 exactly as a push is (``StreamClient.open_push``: same reader, validation,
@@ -290,6 +290,7 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
         "peak_rss_mb": own_peak + tree.descendants_mb,
         "peak_rss_self_mb": own_peak,
         "processes_seen": len(tree.peaks),
+        "peaks_other_mb": sorted((round(v, 1) for v in tree.peaks.values()), reverse=True),
         "streams": per_stream,
     }
 
