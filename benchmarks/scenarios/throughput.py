@@ -141,6 +141,7 @@ def run(ctx: Context) -> Scenario:
                     + (f", plain threaded {plain[-1]['products_per_s']:,.0f}/s" if plain else "")
                 )
             rows[validation] = _summary(e2e, ceiling, stages)
+            rows[validation]["default_workers"] = _cores()
             rows[validation]["stages_records"] = stages_records
             if plain:
                 rows[validation]["plain"] = _plain_summary(plain, rows[validation])
