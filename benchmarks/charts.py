@@ -7,9 +7,13 @@ matplotlib (the ``bench`` extra, ``Agg`` backend). A chart whose data the
 file does not hold is not planned, so neither drawn nor linked: RESULTS.md
 shows only charts that exist (:func:`links`).
 
-Adding a chart (say, products/s against ``--workers`` once a scenario
-measures it): write a function ``results -> Chart | None`` that returns None
-when its scenario is absent, and add it to :data:`CHARTS`.
+Charts: products/s of bulkpush and each peer, client CPU per million
+products, scaling with ``--workers`` (throughput: ``--workers 1`` vs the
+default vs the plain client, and their CPU), CPU per product by stage (the
+span path's stages against the floor of parsing and gzipping the same
+bytes) and peak memory against catalog size. Adding one: write a function
+``results -> Chart | None`` that returns None when its scenario is absent,
+and add it to :data:`CHARTS`.
 
 The suite draws in a child process (``python -m benchmarks.charts``), so that
 matplotlib's memory never shows in the peak RSS of the clients it starts.
@@ -219,6 +223,121 @@ def cpu_per_million(data: dict[str, Any]) -> Chart | None:
     )
 
 
+def scaling(data: dict[str, Any]) -> Chart | None:
+    throughput = _ok(data, "throughput")
+    full = ((throughput or {}).get("figures") or {}).get("full") or {}
+    one = full.get("workers1")
+    if not throughput or not one:
+        return None
+    plain = full.get("plain") or {}
+    workers = _default_workers(full)
+    pps = [
+        (f"{OWN} --workers 1", one["products_per_s"]),
+        (f"{OWN} default ({workers})", full["e2e_products_per_s"]),
+    ]
+    if plain.get("products_per_s") is not None:
+        pps.append(("plain_threaded", plain["products_per_s"]))
+    cpu = [
+        (f"{OWN} --workers 1", (one.get("cpu") or {}).get("cpu_s_per_m_run")),
+        (f"{OWN} default ({workers})", (full.get("e2e_cpu") or {}).get("cpu_s_per_m_run")),
+        ("plain_threaded", plain.get("cpu_s_per_m_run")),
+    ]
+    panels: list[Bars | Lines] = [
+        Bars(
+            f"End to end, limits lifted, {_kb(throughput)}, validation full: "
+            f"default / --workers 1 = {one.get('default_vs_workers1') or 0:.2f}x",
+            "products/s",
+            pps,
+        )
+    ]
+    kept = [(label, value) for label, value in cpu if value is not None]
+    if kept:
+        panels.append(
+            Bars(
+                "CPU seconds per million products over the push, every process",
+                "CPU s per million products",
+                kept,
+                reference=(5.0, "target: 5 for ~1 KB products"),
+            )
+        )
+    return Chart(
+        "scaling",
+        "Scaling with --workers",
+        "bulkpush end to end with --workers 1 and with its default (the cores), beside the "
+        "plain threaded uploader, in the same run (medians of interleaved runs); their CPU "
+        "per million products, every process counted.",
+        panels,
+        _when(data, "throughput"),
+    )
+
+
+def _default_workers(row: dict[str, Any]) -> str:
+    workers = row.get("default_workers")
+    return f"{workers} workers" if workers else "workers"
+
+
+STAGE_LABELS = {
+    "read": "read blocks",
+    "check": "check_block",
+    "chunk": "SpanChunker.feed",
+    "compress": "compress (gzip)",
+}
+RECORD_LABELS = {
+    "read": "iter_records",
+    "validate": "Validator",
+    "chunk_encode": "Chunker + encode_body",
+    "compress": "compress (gzip)",
+}
+
+
+def stages(data: dict[str, Any]) -> Chart | None:
+    throughput = _ok(data, "throughput")
+    full = ((throughput or {}).get("figures") or {}).get("full") or {}
+    span = full.get("stages") or {}
+    if not throughput or not span.get("us_per_product"):
+        return None
+    floor = span.get("floor_us_per_product") or {}
+    floor_total = span.get("floor_serial_us_per_product")
+    bars = [(f"{OWN}: {STAGE_LABELS.get(k, k)}", v) for k, v in span["us_per_product"].items()]
+    bars.append((f"{OWN}: span path, all stages", span["serial_us_per_product"]))
+    bars += [
+        ("floor: orjson.loads" if k == "parse" else "floor: gzip (isal 2)", v)
+        for k, v in floor.items()
+    ]
+    if floor_total is not None:
+        bars.append(("floor: parse + gzip", floor_total))
+    panels: list[Bars | Lines] = [
+        Bars(
+            f"Span path, one thread, {span['products']:,} products, {_kb(throughput)}",
+            "µs per product",
+            bars,
+            reference=(floor_total, "the floor") if floor_total else None,
+        )
+    ]
+    records = full.get("stages_records") or {}
+    if records.get("us_per_product"):
+        rec = [(f"{k}: {RECORD_LABELS.get(k, k)}", v) for k, v in records["us_per_product"].items()]
+        rec.append(("record path, all stages", sum(records["us_per_product"].values())))
+        panels.append(
+            Bars(
+                f"Record path (CSV, JSON, on_record), {records['products']:,} products",
+                "µs per product",
+                rec,
+            )
+        )
+    return Chart(
+        "stages",
+        "CPU per product by stage",
+        "Microseconds per product of each stage alone on one thread (validation full), "
+        "against the floor: orjson.loads of every line and gzip of the same bytes.",
+        panels,
+        _when(data, "throughput"),
+    )
+
+
+COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd")
+
+
 def memory(data: dict[str, Any]) -> Chart | None:
     entry = _ok(data, "memory")
     rows = (entry or {}).get("figures", {}).get("rows") or []
@@ -228,23 +347,28 @@ def memory(data: dict[str, Any]) -> Chart | None:
     for target in entry.get("targets", []):
         if target.get("id") == "memory_under_250":
             limit = (250.0, "target: under 250 MB")
+    series = []
+    for kind in dict.fromkeys(r.get("kind", "") for r in rows):
+        mine = [r for r in rows if r.get("kind", "") == kind]
+        size = mine[0]["catalog"].get("mean_product_bytes", 0)
+        series.append(
+            (
+                f"{OWN}, ~{size:,.0f} B products",
+                [float(r["products"]) for r in mine],
+                [float(r["peak_rss_mb"]) for r in mine],
+            )
+        )
     return Chart(
         "memory",
         "Peak memory against catalog size",
-        "bulkpush's peak RSS (VmHWM of the client process) against the number of products "
-        f"pushed (~{rows[0]['catalog'].get('mean_product_bytes', 0):,.0f} B each, rate lifted).",
+        "bulkpush's peak RSS (VmHWM summed over the client process and every process it "
+        "started) against the number of products pushed (default workers, rate lifted).",
         [
             Lines(
-                f"Peak RSS, ~{rows[0]['catalog'].get('mean_product_bytes', 0):,.0f} B products",
+                "Peak RSS, all processes",
                 "products in the catalog",
                 "peak RSS, MB",
-                [
-                    (
-                        OWN,
-                        [float(r["products"]) for r in rows],
-                        [float(r["peak_rss_mb"]) for r in rows],
-                    )
-                ],
+                series,
                 reference=limit,
                 logx=True,
             )
@@ -257,6 +381,8 @@ def memory(data: dict[str, Any]) -> Chart | None:
 CHARTS: dict[str, Callable[[dict[str, Any]], Chart | None]] = {
     "products_per_s": products_per_s,
     "cpu_per_million": cpu_per_million,
+    "scaling": scaling,
+    "stages": stages,
     "memory": memory,
 }
 
@@ -335,8 +461,8 @@ def _thousands() -> Any:
 
 
 def _lines(ax: Any, panel: Lines) -> None:
-    for label, xs, ys in panel.series:
-        ax.plot(xs, ys, marker="o", label=label, color="#1f77b4")
+    for i, (label, xs, ys) in enumerate(panel.series):
+        ax.plot(xs, ys, marker="o", label=label, color=COLORS[i % len(COLORS)])
         for x, y in zip(xs, ys, strict=True):
             ax.annotate(f"{y:,.0f} MB", (x, y), textcoords="offset points", xytext=(0, 6),
                         ha="center", fontsize=8)  # fmt: skip

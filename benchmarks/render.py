@@ -19,6 +19,9 @@ from benchmarks.common import API_CEILING_PRODUCTS_PER_S, pct_floor
 
 HERE = Path(__file__).resolve().parent
 OK, NOT_OK = "✔", "✘"
+# Hand-written reading of the profile and stage costs, shown under Client throughput
+# when present (the figures around it are generated; this is the one slot that is not).
+PROFILE_NOTES = HERE / "profile-notes.md"
 
 
 def _table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[str]:
@@ -84,7 +87,7 @@ def _header(data: dict[str, Any]) -> list[str]:
         "how much CPU other processes on the machine used while it ran: figures taken on a "
         "busy machine are low.",
         "",
-        "Run it: `scripts/bench` (full, about 12 minutes on 2 idle cores; writes this file and "
+        "Run it: `scripts/bench` (full, about 25 minutes on 2 idle cores; writes this file and "
         "`results/latest.json`), `scripts/bench --quick` (under 2 minutes; "
         "`results/quick.json`, `results/QUICK.md`), `--only rate,throughput,peers,at_limit,"
         "memory,compression` (re-measures those scenarios, keeps the others), `--runs N`, "
@@ -153,6 +156,25 @@ def _key_figures(data: dict[str, Any]) -> list[str]:
             f"**{_x(plain.get('bulkpush_vs_plain'))}**; client CPU {_cpu(own_cpu)} vs "
             f"{_cpu(plain.get('cpu_s_per_m'))} s per million products (Client throughput)."
         )
+    one = full.get("workers1")
+    if throughput.get("status") == "ok" and one:
+        own_cpu = full.get("e2e_cpu") or {}
+        items.append(
+            f"- **Scaling with --workers**: bulkpush with its default workers "
+            f"({full.get('default_workers', '?')}) vs --workers 1, same run: "
+            f"{_n(full['e2e_products_per_s'])} vs {_n(one['products_per_s'])} products/s = "
+            f"**{_x(one.get('default_vs_workers1'))}**; CPU per million products over the push, "
+            f"every process: {_cpu(own_cpu.get('cpu_s_per_m_run'))} vs "
+            f"{_cpu((one.get('cpu') or {}).get('cpu_s_per_m_run'))} s (Client throughput)."
+        )
+    span = full.get("stages") or {}
+    if throughput.get("status") == "ok" and span.get("serial_us_per_product"):
+        items.append(
+            f"- **CPU per product** (span path, each stage alone on one thread): "
+            f"{_cpu(span['serial_us_per_product'])} µs against a floor of "
+            f"{_cpu(span.get('floor_serial_us_per_product'))} µs (orjson.loads + gzip of the "
+            f"same bytes) = {_x(span.get('over_floor'))} the floor."
+        )
     for setting in (scenarios.get("peers", {}).get("figures") or {}).values():
         if setting.get("bulkpush_vs_plain") is not None:
             items.append(
@@ -169,7 +191,8 @@ def _key_figures(data: dict[str, Any]) -> list[str]:
             f"bulkpush {_n(own['products_per_s'])} products/s = "
             f"**{_pct(own.get('share_of_api'))} of {API_CEILING_PRODUCTS_PER_S:,}** over the whole "
             f"push ({_pct(own.get('steady_share_of_api'))} after its first second); client CPU "
-            f"{_cpu(own.get('cpu_s_per_m'))} s per million products"
+            f"{_cpu(own.get('cpu_s_per_m'))} s per million products "
+            f"({_cpu(own.get('cpu_s_per_m_run'))} over the push alone)"
             + (
                 f"; the plain threaded uploader {_n(other['products_per_s'])} products/s = "
                 f"{_pct(other.get('share_of_api'))}, {_cpu(other.get('cpu_s_per_m'))} s per million"
@@ -184,7 +207,8 @@ def _key_figures(data: dict[str, Any]) -> list[str]:
         "## Key figures",
         "",
         "Bulkpush against a plain threaded client, and what small products cost "
-        "(CPU seconds: the client process's whole life, every thread).",
+        "(CPU seconds: the client's whole life, every thread and every process it started, "
+        "unless said to be over the push alone).",
         "",
         *items,
         "",
@@ -295,31 +319,101 @@ def _throughput(entry: dict[str, Any]) -> list[str]:
         rows,
     )
     lines += _beside_plain(f)
-    stages = (f.get("full") or {}).get("stages")
-    if stages:
-        total = sum(stages["seconds"].values())
-        lines += [
-            f"Stage costs, validation full, each stage alone on one thread over "
-            f"{stages['products']:,} products (serial sum: "
-            f"{stages['serial_products_per_s']:,.0f} products/s on one core):",
-            "",
-        ]
-        lines += _table(
-            ["stage", "products/s", "share of the serial time"],
-            [
-                [k.replace("_", " + "), _n(stages["products_per_s"][k]), _pct(s / total)]
-                for k, s in stages["seconds"].items()
-            ],
-        )
+    lines += _stages(f.get("full") or {})
+    lines += _profile_reading(f)
     if f.get("profiles"):
         lines += [
-            "Threads in the profiles below: `asyncio` is the default executor, where the "
-            "pipeline's reader runs (read, validate, chunk, encode); `bulkpush-gzip` the "
-            "compression pool; `MainThread` the event loop (HTTP).",
+            "Threads in the profiles below (the pushing process only: py-spy does not follow "
+            "the reading processes): `asyncio` is the default executor, where the pipeline's "
+            "reader runs (with reading processes it only collects their segments); "
+            "`bulkpush-gzip` the compression pool (idle when the reading processes gzip); "
+            "`MainThread` the event loop (HTTP).",
             "",
         ]
     for validation, profile in (f.get("profiles") or {}).items():
         lines += _profile(profile, validation)
+    return lines
+
+
+STAGE_NAMES = {
+    "read": "read blocks (`read_ndjson_blocks`, copied)",
+    "check": "check (`check_block`)",
+    "chunk": "chunk (`SpanChunker.feed`)",
+    "compress": "compress (gzip, per chunk)",
+    "parse": "floor: parse (`orjson.loads` of every line)",
+    "gzip": "floor: gzip of the same bytes (the default codec)",
+}
+
+
+def _stages(full: dict[str, Any]) -> list[str]:
+    """The span path's stage costs against the floor; the record path's for comparison."""
+    lines: list[str] = []
+    span = full.get("stages") or {}
+    if span.get("us_per_product"):
+        total = span["serial_us_per_product"]
+        floor_total = span.get("floor_serial_us_per_product")
+        lines += [
+            f"Stage costs of the span path, validation full, each stage alone on one thread over "
+            f"the first {span['products']:,} products (whole 4 MB blocks): "
+            f"{_cpu(total)} µs per product in all ({_n(span.get('serial_products_per_s'))} "
+            f"products/s on one core), against a floor of {_cpu(floor_total)} µs "
+            f"(parsing every product and gzipping the same bytes, nothing else) = "
+            f"**{_x(span.get('over_floor'))} the floor**.",
+            "",
+        ]
+        rows = [
+            [STAGE_NAMES.get(k, k), _cpu(v), _n(span["products_per_s"].get(k)), _pct(v / total)]
+            for k, v in span["us_per_product"].items()
+        ]
+        rows.append(["**span path, all stages**", f"**{_cpu(total)}**", "", ""])
+        rows += [
+            [STAGE_NAMES.get(k, k), _cpu(v), _n(1e6 / v if v else None), ""]
+            for k, v in (span.get("floor_us_per_product") or {}).items()
+        ]
+        if floor_total:
+            rows.append(["**floor, parse + gzip**", f"**{_cpu(floor_total)}**", "", ""])
+        lines += _table(["stage", "µs per product", "products/s", "share of the span path"], rows)
+    records = full.get("stages_records") or {}
+    per = records.get("us_per_product")
+    if per is None and records.get("seconds") and records.get("products"):
+        per = {k: v / records["products"] * 1e6 for k, v in records["seconds"].items()}
+    if per:
+        total = sum(per.values())
+        lines += [
+            f"The record path (CSV, JSON, iterables, an `on_record` hook), the same way over "
+            f"{records['products']:,} products: {_cpu(total)} µs per product in all.",
+            "",
+        ]
+        lines += _table(
+            ["stage", "µs per product", "share"],
+            [[k.replace("_", " + "), _cpu(v), _pct(v / total)] for k, v in per.items()],
+        )
+    return lines
+
+
+def _profile_reading(f: dict[str, Any]) -> list[str]:
+    """What the stage costs and the profile say: generated, plus the hand-written notes."""
+    span = (f.get("full") or {}).get("stages") or {}
+    per = span.get("us_per_product") or {}
+    floor = span.get("floor_us_per_product") or {}
+    lines: list[str] = []
+    if per and floor:
+        top = max(per, key=per.get)  # type: ignore[arg-type]
+        parse_vs_check = per.get("check", 0.0) / floor["parse"] if floor.get("parse") else None
+        gzip_vs_compress = per.get("compress", 0.0) / floor["gzip"] if floor.get("gzip") else None
+        lines += [
+            "**Where the time per product goes.** "
+            f"The largest stage is {STAGE_NAMES.get(top, top)} at {_cpu(per[top])} µs. "
+            f"Checking costs {_x(parse_vs_check)} a full parse of every product; compressing "
+            f"the chunks {_x(gzip_vs_compress)} the floor's gzip; reading and chunking "
+            f"({_cpu(per.get('read', 0.0) + per.get('chunk', 0.0))} µs together) have no "
+            "counterpart in the floor.",
+            "",
+        ]
+    if PROFILE_NOTES.exists():
+        text = PROFILE_NOTES.read_text(encoding="utf-8").strip()
+        if text:
+            lines += [text, ""]
     return lines
 
 
@@ -344,6 +438,19 @@ def _beside_plain(f: dict[str, Any]) -> list[str]:
                 _n(r["e2e_peak_rss_mb"], 0),
             ]
         )
+    one = (f.get("full") or {}).get("workers1")
+    if one:
+        rows.append(
+            [
+                "**bulkpush** --workers 1 (validation full)",
+                _n(one["products_per_s"]),
+                _n(one["mb_per_s"], 1),
+                _cpu((one.get("cpu") or {}).get("cpu_s_per_m")),
+                _cpu((one.get("cpu") or {}).get("cpu_s_per_m_run")),
+                f"{one['client_cores'] or 0:.2f} / {one['server_cores'] or 0:.2f}",
+                _n(one["peak_rss_mb"], 0),
+            ]
+        )
     rows.append(
         [
             "plain_threaded",
@@ -360,7 +467,15 @@ def _beside_plain(f: dict[str, Any]) -> list[str]:
         f"median of {len(plain['runs'])}): bulkpush (validation full) / plain_threaded = "
         f"**{_x(plain['bulkpush_vs_plain'])}**"
         + (f" ({plain['incomplete']} plain run(s) incomplete)" if plain.get("incomplete") else "")
-        + ".",
+        + "."
+        + (
+            f" Default workers ({(f.get('full') or {}).get('default_workers', '?')}) / "
+            f"--workers 1 = **{_x(one.get('default_vs_workers1'))}**."
+            if one
+            else ""
+        )
+        + " bulkpush rows count every process (the reading processes included); CPU s / M "
+        "is the client's whole life, 'push alone' the push.",
         "",
     ]
     return lines + _table(
@@ -506,19 +621,37 @@ def _peers(entry: dict[str, Any]) -> list[str]:
 
 def _memory(entry: dict[str, Any]) -> list[str]:
     f = entry["figures"]
-    rows = [
-        [
-            _n(r["products"]),
-            _n(r["catalog"]["mb"], 0),
-            _n(r["peak_rss_mb"], 1),
-            _x(r["peak_rss_mb"] / f["rows"][0]["peak_rss_mb"]),
-            _n(r["seconds"], 1),
-            _n(r["products_per_s"]),
-        ]
-        for r in f.get("rows", [])
-    ]
+    first: dict[str, float] = {}
+    rows = []
+    for r in f.get("rows", []):
+        kind = r.get("kind", "small")
+        first.setdefault(kind, r["peak_rss_mb"])
+        rows.append(
+            [
+                f"{kind} (~{r['catalog'].get('mean_product_bytes', 0):,.0f} B)",
+                _n(r["products"]),
+                _n(r["catalog"]["mb"], 0),
+                _n(r["peak_rss_mb"], 1),
+                _n(r.get("peak_rss_self_mb"), 1),
+                r.get("processes", "–"),
+                _x(r["peak_rss_mb"] / first[kind]),
+                _n(r["seconds"], 1),
+                _n(r["products_per_s"]),
+            ]
+        )
     return _table(
-        ["products", "catalog MB", "peak RSS MB", "vs smallest", "seconds", "products/s"], rows
+        [
+            "kind",
+            "products",
+            "catalog MB",
+            "peak RSS MB, all processes",
+            "client alone",
+            "other processes",
+            "vs smallest of its kind",
+            "seconds",
+            "products/s",
+        ],
+        rows,
     )
 
 

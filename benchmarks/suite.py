@@ -9,7 +9,7 @@ runs in its own process (``benchmarks.server``) and every client run in a
 fresh one; each figure is the median of ``--runs`` runs (3, or 1 with
 ``--quick``, which also uses smaller catalogs and finishes in under 2
 minutes; without ``--runs`` the full throughput scenario makes 5, the most
-load-sensitive figure, and the 10M-product memory run is made once). A full
+load-sensitive figure). A full
 run also profiles one end-to-end throughput run with py-spy
 (``--no-profile`` skips it).
 

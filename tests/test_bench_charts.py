@@ -44,6 +44,33 @@ def _results() -> dict[str, Any]:
                             "bulkpush_vs_plain": 1.57,
                             **_cpu(25.0),
                         },
+                        "default_workers": 2,
+                        "workers1": {
+                            "products_per_s": 80_000.0,
+                            "cpu": _cpu(6.0),
+                            "default_vs_workers1": 1.375,
+                        },
+                        "stages": {
+                            "products": 51_263,
+                            "us_per_product": {
+                                "read": 1.0,
+                                "check": 1.8,
+                                "chunk": 0.8,
+                                "compress": 2.1,
+                            },
+                            "serial_us_per_product": 5.7,
+                            "floor_us_per_product": {"parse": 2.4, "gzip": 2.5},
+                            "floor_serial_us_per_product": 4.9,
+                        },
+                        "stages_records": {
+                            "products": 50_000,
+                            "us_per_product": {
+                                "read": 2.0,
+                                "validate": 3.6,
+                                "chunk_encode": 1.1,
+                                "compress": 2.0,
+                            },
+                        },
                     },
                     "light": {"e2e_products_per_s": 160_000.0, "e2e_cpu": _cpu(8.0)},
                 },
@@ -61,8 +88,30 @@ def _results() -> dict[str, Any]:
             "memory": _entry(
                 {
                     "rows": [
-                        {"products": 200_000, "peak_rss_mb": 66.0, "catalog": small},
-                        {"products": 2_000_000, "peak_rss_mb": 75.0, "catalog": small},
+                        {
+                            "kind": "regular",
+                            "products": 200_000,
+                            "peak_rss_mb": 200.0,
+                            "catalog": catalog,
+                        },
+                        {
+                            "kind": "regular",
+                            "products": 1_200_000,
+                            "peak_rss_mb": 210.0,
+                            "catalog": catalog,
+                        },
+                        {
+                            "kind": "small",
+                            "products": 200_000,
+                            "peak_rss_mb": 66.0,
+                            "catalog": small,
+                        },
+                        {
+                            "kind": "small",
+                            "products": 2_000_000,
+                            "peak_rss_mb": 75.0,
+                            "catalog": small,
+                        },
                     ]
                 }
             ),
@@ -74,7 +123,7 @@ def _results() -> dict[str, Any]:
 def test_plan_follows_the_data() -> None:
     data = _results()
     planned = {c.name: c for c in charts.plan(data)}
-    assert list(planned) == ["products_per_s", "cpu_per_million", "memory"]
+    assert list(planned) == ["products_per_s", "cpu_per_million", "scaling", "stages", "memory"]
     products = planned["products_per_s"]
     # The failed peers scenario draws nothing; throughput and at_limit do.
     assert [len(p.bars) for p in products.panels] == [3, 2]  # type: ignore[union-attr]
@@ -91,9 +140,33 @@ def test_plan_follows_the_data() -> None:
         {"bulkpush": 6.0, "plain_threaded": 9.0},
     ]  # fmt: skip
     assert planned["memory"].panels[0].series == [  # type: ignore[union-attr]
-        ("bulkpush", [200_000.0, 2_000_000.0], [66.0, 75.0])
+        ("bulkpush, ~981 B products", [200_000.0, 1_200_000.0], [200.0, 210.0]),
+        ("bulkpush, ~197 B products", [200_000.0, 2_000_000.0], [66.0, 75.0]),
     ]
     assert "abc1234" in products.footnote
+    scaling = planned["scaling"]
+    assert scaling.panels[0].bars == [  # type: ignore[union-attr]
+        ("bulkpush --workers 1", 80_000.0),
+        ("bulkpush default (2 workers)", 110_000.0),
+        ("plain_threaded", 70_000.0),
+    ]
+    assert "1.38x" in scaling.panels[0].title
+    assert dict(scaling.panels[1].bars) == {  # type: ignore[union-attr]
+        "bulkpush --workers 1": 5.4, "bulkpush default (2 workers)": 9.9, "plain_threaded": 22.5,
+    }  # fmt: skip
+    stages = planned["stages"]
+    span = dict(stages.panels[0].bars)  # type: ignore[union-attr]
+    assert span["bulkpush: check_block"] == 1.8
+    assert span["bulkpush: span path, all stages"] == 5.7
+    assert span["floor: orjson.loads"] == 2.4 and span["floor: parse + gzip"] == 4.9
+    assert stages.panels[0].reference == (4.9, "the floor")  # type: ignore[union-attr]
+    assert dict(stages.panels[1].bars)["record path, all stages"] == pytest.approx(8.7)  # type: ignore[union-attr]
+
+    # Without the --workers 1 runs or the stage costs, neither chart is planned.
+    del data["scenarios"]["throughput"]["figures"]["full"]["workers1"]
+    del data["scenarios"]["throughput"]["figures"]["full"]["stages"]
+    assert "scaling" not in [c.name for c in charts.plan(data)]
+    assert "stages" not in [c.name for c in charts.plan(data)]
 
     del data["scenarios"]["throughput"], data["scenarios"]["at_limit"]
     assert [c.name for c in charts.plan(data)] == ["memory"]
@@ -109,6 +182,8 @@ def test_charts_are_drawn_linked_and_deterministic(tmp_path: Path) -> None:
         "quick-cpu_per_million.svg",
         "quick-memory.svg",
         "quick-products_per_s.svg",
+        "quick-scaling.svg",
+        "quick-stages.svg",
     ]
     svg = (out / "quick-products_per_s.svg").read_text()
     assert svg.lstrip().startswith("<?xml") and "</svg>" in svg
@@ -120,6 +195,8 @@ def test_charts_are_drawn_linked_and_deterministic(tmp_path: Path) -> None:
     assert [path for _, path, _ in links] == [
         "results/quick-products_per_s.svg",
         "results/quick-cpu_per_million.svg",
+        "results/quick-scaling.svg",
+        "results/quick-stages.svg",
         "results/quick-memory.svg",
     ]
     report = render(data, links)
@@ -129,4 +206,6 @@ def test_charts_are_drawn_linked_and_deterministic(tmp_path: Path) -> None:
     assert "## Key figures" in report
     # A chart whose file is missing is not linked.
     (out / "quick-memory.svg").unlink()
-    assert len(charts.links(data, out, tmp_path / "QUICK.md", "quick-")) == 2
+    assert len(charts.links(data, out, tmp_path / "QUICK.md", "quick-")) == 4
+    assert "![Scaling with --workers](results/quick-scaling.svg)" in report
+    assert "check_block" in (out / "quick-stages.svg").read_text()
