@@ -230,22 +230,26 @@ def scaling(data: dict[str, Any]) -> Chart | None:
     if not throughput or not one:
         return None
     plain = full.get("plain") or {}
-    workers = _default_workers(full)
+    default = full.get("default_workers", "?")
+    alt = one.get("workers", "?")
     pps = [
-        (f"{OWN} --workers 1", one["products_per_s"]),
-        (f"{OWN} default ({workers})", full["e2e_products_per_s"]),
+        (f"{OWN} --workers {default} (default)", full["e2e_products_per_s"]),
+        (f"{OWN} --workers {alt}", one["products_per_s"]),
     ]
     if plain.get("products_per_s") is not None:
         pps.append(("plain_threaded", plain["products_per_s"]))
     cpu = [
-        (f"{OWN} --workers 1", (one.get("cpu") or {}).get("cpu_s_per_m_run")),
-        (f"{OWN} default ({workers})", (full.get("e2e_cpu") or {}).get("cpu_s_per_m_run")),
+        (
+            f"{OWN} --workers {default} (default)",
+            (full.get("e2e_cpu") or {}).get("cpu_s_per_m_run"),
+        ),
+        (f"{OWN} --workers {alt}", (one.get("cpu") or {}).get("cpu_s_per_m_run")),
         ("plain_threaded", plain.get("cpu_s_per_m_run")),
     ]
     panels: list[Bars | Lines] = [
         Bars(
             f"End to end, limits lifted, {_kb(throughput)}, validation full: "
-            f"default / --workers 1 = {one.get('default_vs_workers1') or 0:.2f}x",
+            f"--workers {one.get('cores', '?')} / --workers 1 = {one.get('scaling') or 0:.2f}x",
             "products/s",
             pps,
         )
@@ -263,17 +267,13 @@ def scaling(data: dict[str, Any]) -> Chart | None:
     return Chart(
         "scaling",
         "Scaling with --workers",
-        "bulkpush end to end with --workers 1 and with its default (the cores), beside the "
+        "bulkpush end to end with its default --workers and the other choice (1, or the "
+        "cores), beside the "
         "plain threaded uploader, in the same run (medians of interleaved runs); their CPU "
         "per million products, every process counted.",
         panels,
         _when(data, "throughput"),
     )
-
-
-def _default_workers(row: dict[str, Any]) -> str:
-    workers = row.get("default_workers")
-    return f"{workers} workers" if workers else "workers"
 
 
 STAGE_LABELS = {

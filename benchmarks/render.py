@@ -160,10 +160,12 @@ def _key_figures(data: dict[str, Any]) -> list[str]:
     if throughput.get("status") == "ok" and one:
         own_cpu = full.get("e2e_cpu") or {}
         items.append(
-            f"- **Scaling with --workers**: bulkpush with its default workers "
-            f"({full.get('default_workers', '?')}) vs --workers 1, same run: "
-            f"{_n(full['e2e_products_per_s'])} vs {_n(one['products_per_s'])} products/s = "
-            f"**{_x(one.get('default_vs_workers1'))}**; CPU per million products over the push, "
+            f"- **Scaling with --workers**: bulkpush with --workers "
+            f"{full.get('default_workers', '?')} (its default here) vs --workers "
+            f"{one.get('workers', '?')}, same run: "
+            f"{_n(full['e2e_products_per_s'])} vs {_n(one['products_per_s'])} products/s; "
+            f"--workers {one.get('cores', '?')} / --workers 1 = "
+            f"**{_x(one.get('scaling'))}**; CPU per million products over the push, "
             f"every process: {_cpu(own_cpu.get('cpu_s_per_m_run'))} vs "
             f"{_cpu((one.get('cpu') or {}).get('cpu_s_per_m_run'))} s (Client throughput)."
         )
@@ -442,7 +444,7 @@ def _beside_plain(f: dict[str, Any]) -> list[str]:
     if one:
         rows.append(
             [
-                "**bulkpush** --workers 1 (validation full)",
+                f"**bulkpush** --workers {one.get('workers', '?')} (validation full)",
                 _n(one["products_per_s"]),
                 _n(one["mb_per_s"], 1),
                 _cpu((one.get("cpu") or {}).get("cpu_s_per_m")),
@@ -469,8 +471,9 @@ def _beside_plain(f: dict[str, Any]) -> list[str]:
         + (f" ({plain['incomplete']} plain run(s) incomplete)" if plain.get("incomplete") else "")
         + "."
         + (
-            f" Default workers ({(f.get('full') or {}).get('default_workers', '?')}) / "
-            f"--workers 1 = **{_x(one.get('default_vs_workers1'))}**."
+            f" --workers {one.get('cores', '?')} / --workers 1 = **{_x(one.get('scaling'))}** "
+            f"(the default here: --workers "
+            f"{(f.get('full') or {}).get('default_workers', '?')})."
             if one
             else ""
         )

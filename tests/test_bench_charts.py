@@ -44,11 +44,13 @@ def _results() -> dict[str, Any]:
                             "bulkpush_vs_plain": 1.57,
                             **_cpu(25.0),
                         },
-                        "default_workers": 2,
+                        "default_workers": 1,
                         "workers1": {
                             "products_per_s": 80_000.0,
                             "cpu": _cpu(6.0),
-                            "default_vs_workers1": 1.375,
+                            "workers": 2,
+                            "cores": 2,
+                            "scaling": 0.727,
                         },
                         "stages": {
                             "products": 51_263,
@@ -146,13 +148,13 @@ def test_plan_follows_the_data() -> None:
     assert "abc1234" in products.footnote
     scaling = planned["scaling"]
     assert scaling.panels[0].bars == [  # type: ignore[union-attr]
-        ("bulkpush --workers 1", 80_000.0),
-        ("bulkpush default (2 workers)", 110_000.0),
+        ("bulkpush --workers 1 (default)", 110_000.0),
+        ("bulkpush --workers 2", 80_000.0),
         ("plain_threaded", 70_000.0),
     ]
-    assert "1.38x" in scaling.panels[0].title
+    assert "--workers 2 / --workers 1 = 0.73x" in scaling.panels[0].title
     assert dict(scaling.panels[1].bars) == {  # type: ignore[union-attr]
-        "bulkpush --workers 1": 5.4, "bulkpush default (2 workers)": 9.9, "plain_threaded": 22.5,
+        "bulkpush --workers 1 (default)": 9.9, "bulkpush --workers 2": 5.4, "plain_threaded": 22.5,
     }  # fmt: skip
     stages = planned["stages"]
     span = dict(stages.panels[0].bars)  # type: ignore[union-attr]
