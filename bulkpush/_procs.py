@@ -247,9 +247,13 @@ class _GzipChunker(SpanChunker):
 
 
 def _quiet() -> None:
-    # The parent alone handles Ctrl-C and SIGTERM (it stops the pool);
-    # a process of its pool must not die of them with a traceback.
+    # The parent alone handles Ctrl-C and SIGTERM (it stops reading, lets its
+    # requests end and writes the report; the pool stops with it). A signal to
+    # the whole process group must not kill a reading process first, which
+    # would end the run as a failure rather than an interruption. A process
+    # whose parent is gone ends by itself (its job queue closes).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def read_segment(job: Job) -> SegmentResult:
