@@ -27,6 +27,7 @@ from bulkpush.emulator.responses import (
     platform_json,
 )
 from bulkpush.emulator.state import EmulatorState, LoggedRequest, StateError
+from bulkpush.emulator.uplink import Uplink
 
 __all__ = ["DropConnection", "Gate", "Handler"]
 
@@ -47,6 +48,8 @@ _STREAM_CLASSES = {
     "/streams/{streamId}/products/{productId}/": _PRODUCTS,
     "/streams/{streamId}/batches/{batchId}": _BATCHES,
 }
+# The longest a timed-out request's unread body is drained (aiohttp's lingering time).
+_DRAIN_S = 10.0
 
 
 class DropConnection(Exception):
@@ -56,9 +59,10 @@ class DropConnection(Exception):
 class Gate:
     """Rate limits, faults that act before a handler, auth, headers and the request log."""
 
-    def __init__(self, state: EmulatorState, config: EmulatorConfig) -> None:
+    def __init__(self, state: EmulatorState, config: EmulatorConfig, uplink: Uplink) -> None:
         self.state = state
         self.config = config
+        self.uplink = uplink
         clock = config.clock or time.time
 
         def make(rate: float | None) -> FixedWindowLimiter | None:
@@ -161,7 +165,28 @@ class Gate:
             duration=time.perf_counter() - t0,
             sid=sid,
         )
+        if info.timed_out:
+            await self._answer_and_drain(request, response)
         return response
+
+    async def _answer_and_drain(self, request: web.Request, response: web.Response) -> None:
+        """Send a timed-out request's answer now, then read what is left of its body.
+
+        The rest of the body is read through the uplink (a client still sending
+        keeps the link busy), for at most ``_DRAIN_S``, and thrown away; a client
+        that closes the connection on the answer ends it at once. aiohttp would
+        drain it too after the handler returns ("lingering"), but without the
+        uplink, and waiting out its whole 10 s when the client disconnects.
+        """
+        await response.prepare(request)
+        await response.write_eof()
+        try:
+            async with asyncio.timeout(_DRAIN_S):
+                while await self.uplink.read(request.content):
+                    pass
+        except (TimeoutError, ConnectionError):
+            if request.transport is not None:
+                request.transport.close()
 
     def _refusal(self, status: int, platform: bool, title: str) -> web.Response:
         if platform:

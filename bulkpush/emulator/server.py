@@ -51,7 +51,7 @@ def build_app(state: EmulatorState, uplink: Uplink | None = None) -> web.Applica
     """
     if uplink is None:
         uplink = Uplink(state.config.uplink_bytes_per_s)
-    gate = Gate(state, state.config)
+    gate = Gate(state, state.config, uplink)
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
