@@ -48,7 +48,9 @@ _STREAM_CLASSES = {
     "/streams/{streamId}/products/{productId}/": _PRODUCTS,
     "/streams/{streamId}/batches/{batchId}": _BATCHES,
 }
-# The longest a timed-out request's unread body is drained (aiohttp's lingering time).
+# Assumption: after a timed-out request's answer, the rest of its body is drained
+# through the uplink for at most this long (aiohttp's lingering time), then the
+# connection is closed.
 _DRAIN_S = 10.0
 
 

@@ -201,7 +201,8 @@ class Emulator(AsyncResource):
 
         Keys (absent means 0): requests, uploads, products_accepted,
         products_rejected, products_deleted, batches_processed, throttled (429),
-        locked (423), server_errors (5xx), dropped, unauthorized (401).
+        locked (423), server_errors (5xx), dropped, unauthorized (401), timed_out
+        (answered 504 by the request timeout; counted in server_errors too).
         """
         if sid is None:
             return dict(self.state.counters)

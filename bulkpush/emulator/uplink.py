@@ -28,12 +28,14 @@ __all__ = ["JSON_BODY_MAX", "Uplink"]
 #: whole; uploads are streamed and limited by the config, not by this.
 JSON_BODY_MAX = 1 << 20
 
+# Assumption: the link models bandwidth only (no round-trip time, no loss); request
+# bodies share it, request heads and answers do not use it, nor does /_emulator/.
 # A piece is what the link carries in about this long (so turns are short and a
 # change of bandwidth takes effect quickly), within the bounds below.
 _PIECE_S = 0.02
 _MIN_PIECE = 1024
 _MAX_PIECE = 64 * 1024
-# Idle time credited to the next piece: a token bucket this many seconds deep.
+# Assumption: idle time credited to the next piece (a token bucket this many seconds deep).
 _BURST_S = 0.05
 
 
