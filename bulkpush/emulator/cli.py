@@ -22,6 +22,9 @@ from bulkpush.emulator.server import Emulator
 
 __all__ = ["emulator_command"]
 
+# One megabit per second in bytes per second (decimal, as links are sold).
+_MBIT_BYTES = 1_000_000 / 8
+
 
 async def _serve(config: EmulatorConfig) -> None:
     stop = asyncio.Event()
@@ -33,6 +36,14 @@ async def _serve(config: EmulatorConfig) -> None:
         click.echo(f"bulkpush emulator listening on {emu.url}")
         if not config.tokens:
             click.echo("no --token given: any non-empty bearer token is accepted")
+        if config.uplink_bytes_per_s is not None:
+            rate = config.uplink_bytes_per_s
+            click.echo(
+                f"uplink: {rate / _MBIT_BYTES:g} Mbit/s ({rate:,.0f} bytes/s), "
+                "shared by every request body"
+            )
+        if config.request_timeout_s is None:
+            click.echo("no request timeout: requests may take as long as they take")
         sys.stdout.flush()
         await stop.wait()
     click.echo("bulkpush emulator stopped")
@@ -156,6 +167,22 @@ async def _serve(config: EmulatorConfig) -> None:
     help="Seconds a simulated Platform API process runs.",
 )
 @click.option(
+    "--uplink-mbps",
+    type=POSITIVE,
+    default=None,
+    help="Bandwidth of the client's uplink in megabits per second (1 Mbit/s = 125,000 "
+    "bytes/s; fractions allowed), shared by every request body. Default: unlimited.",
+)
+@click.option(
+    "--request-timeout",
+    type=POSITIVE,
+    default=10.0,
+    show_default=True,
+    help="Answer 504 (storing nothing) to a request not answered this many seconds "
+    "after its headers arrived, body transfer included (the API's 10 s rule).",
+)
+@click.option("--no-request-timeout", is_flag=True, help="Never end a request for taking too long.")
+@click.option(
     "--request-log-size",
     type=click.IntRange(min=1),
     default=10_000,
@@ -184,6 +211,9 @@ def emulator_command(
     throttle_storm: float,
     lock_s: float,
     process_duration: float,
+    uplink_mbps: float | None,
+    request_timeout: float,
+    no_request_timeout: bool,
     request_log_size: int,
 ) -> None:
     """Run the local Productsup Stream + Platform API emulator until interrupted."""
@@ -216,6 +246,8 @@ def emulator_command(
             max_streams=max_streams,
             process_duration_s=process_duration,
             request_log_size=request_log_size,
+            request_timeout_s=None if no_request_timeout else request_timeout,
+            uplink_bytes_per_s=None if uplink_mbps is None else uplink_mbps * _MBIT_BYTES,
         )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc

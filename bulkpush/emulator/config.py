@@ -122,8 +122,14 @@ class EmulatorConfig:
         seed: seeds the fault draws; the same seed gives the same faults.
         max_streams: the most streams one account may have.
         request_log_size: how many requests the log keeps (the oldest go first).
-        request_timeout_s: an upload handled for longer than this is answered
-            504; ``None`` disables it.
+        request_timeout_s: a Stream or Platform API request not answered this
+            many seconds after its headers arrived (reading its body counts) is
+            answered 504 and leaves nothing stored (the API's 10 s rule; see
+            ``docs/emulator.md``, "Assumptions"); ``None`` disables it.
+        uplink_bytes_per_s: the bandwidth of the client's uplink in bytes per
+            second, shared by every request body (see
+            :mod:`bulkpush.emulator.uplink`); ``None`` (default) reads bodies as
+            fast as they arrive. ``Emulator.set_uplink`` changes it while running.
         name_reservation_s: how long a deleted stream's name stays taken.
         process_duration_s: how long a simulated Platform API process runs.
         process_interval_s: the least time between two process triggers of one
@@ -150,6 +156,7 @@ class EmulatorConfig:
     max_streams: int = STREAM_API.max_streams_per_account
     request_log_size: int = 10_000
     request_timeout_s: float | None = STREAM_API.server_request_timeout_s
+    uplink_bytes_per_s: float | None = None
     name_reservation_s: float = 7 * 24 * 3600.0
     process_duration_s: float = 0.2
     process_interval_s: float | None = None
@@ -176,6 +183,8 @@ class EmulatorConfig:
         _check_non_negative("name_reservation_s", self.name_reservation_s)
         if self.request_timeout_s is not None and self.request_timeout_s <= 0:
             raise ValueError("request_timeout_s must be positive or None")
+        if self.uplink_bytes_per_s is not None and not self.uplink_bytes_per_s > 0:
+            raise ValueError("uplink_bytes_per_s must be positive or None")
         if self.process_interval_s is not None and self.process_interval_s <= 0:
             raise ValueError("process_interval_s must be positive or None")
 

@@ -2,12 +2,14 @@
 
 Every Stream and Platform API request goes through :meth:`Gate.middleware`,
 in this order: rate limit (refused before the body is read), 429 storm fault,
-authentication, then the handler; the answer gets the ``ratelimit-*`` headers
-and is logged. ``/_emulator/...`` (inspection) bypasses all of it.
+authentication, then the handler, within the request timeout; the answer gets
+the ``ratelimit-*`` headers and is logged. ``/_emulator/...`` (inspection)
+bypasses all of it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
@@ -25,6 +27,7 @@ from bulkpush.emulator.responses import (
     platform_json,
 )
 from bulkpush.emulator.state import EmulatorState, LoggedRequest, StateError
+from bulkpush.emulator.uplink import Uplink
 
 __all__ = ["DropConnection", "Gate", "Handler"]
 
@@ -45,6 +48,10 @@ _STREAM_CLASSES = {
     "/streams/{streamId}/products/{productId}/": _PRODUCTS,
     "/streams/{streamId}/batches/{batchId}": _BATCHES,
 }
+# Assumption: after a timed-out request's answer, the rest of its body is drained
+# through the uplink for at most this long (aiohttp's lingering time), then the
+# connection is closed.
+_DRAIN_S = 10.0
 
 
 class DropConnection(Exception):
@@ -54,9 +61,10 @@ class DropConnection(Exception):
 class Gate:
     """Rate limits, faults that act before a handler, auth, headers and the request log."""
 
-    def __init__(self, state: EmulatorState, config: EmulatorConfig) -> None:
+    def __init__(self, state: EmulatorState, config: EmulatorConfig, uplink: Uplink) -> None:
         self.state = state
         self.config = config
+        self.uplink = uplink
         clock = config.clock or time.time
 
         def make(rate: float | None) -> FixedWindowLimiter | None:
@@ -108,6 +116,11 @@ class Gate:
             return await handler(request)
         started = time.time()
         t0 = time.perf_counter()
+        # The request timeout counts from here: aiohttp calls the middleware as soon
+        # as the request's head has been parsed, before any of its body is read.
+        deadline = None
+        if self.config.request_timeout_s is not None:
+            deadline = asyncio.get_running_loop().time() + self.config.request_timeout_s
         platform = path.startswith(PLATFORM_PREFIX)
         resource = request.match_info.route.resource
         template = resource.canonical if resource is not None else path
@@ -129,7 +142,7 @@ class Gate:
             elif not self._authorized(request, platform=platform):
                 response = self._refusal(401, platform, "Unauthorized")
             else:
-                response = await self._call(request, handler, platform)
+                response = await self._call_in_time(request, handler, platform, deadline, info)
         except DropConnection:
             dropped = True
             if request.transport is not None:
@@ -154,7 +167,28 @@ class Gate:
             duration=time.perf_counter() - t0,
             sid=sid,
         )
+        if info.timed_out:
+            await self._answer_and_drain(request, response)
         return response
+
+    async def _answer_and_drain(self, request: web.Request, response: web.Response) -> None:
+        """Send a timed-out request's answer now, then read what is left of its body.
+
+        The rest of the body is read through the uplink (a client still sending
+        keeps the link busy), for at most ``_DRAIN_S``, and thrown away; a client
+        that closes the connection on the answer ends it at once. aiohttp would
+        drain it too after the handler returns ("lingering"), but without the
+        uplink, and waiting out its whole 10 s when the client disconnects.
+        """
+        await response.prepare(request)
+        await response.write_eof()
+        try:
+            async with asyncio.timeout(_DRAIN_S):
+                while await self.uplink.read(request.content):
+                    pass
+        except (TimeoutError, ConnectionError):
+            if request.transport is not None:
+                request.transport.close()
 
     def _refusal(self, status: int, platform: bool, title: str) -> web.Response:
         if platform:
@@ -168,6 +202,42 @@ class Gate:
             )
         # Stream API "Rate limiting": {"errors":[{"status":"429","title":"Too Many Requests"}]}
         return jsonapi(error_document(status, title), status)
+
+    async def _call_in_time(
+        self,
+        request: web.Request,
+        handler: Handler,
+        platform: bool,
+        deadline: float | None,
+        info: RequestInfo,
+    ) -> web.Response:
+        """:meth:`_call`, answered 504 when it is not done by ``deadline`` (loop time).
+
+        The handler is cancelled at the deadline wherever it waits (reading the
+        body, an added latency); handlers store nothing before their last wait,
+        so a request that times out leaves nothing behind.
+        """
+        if deadline is None:
+            return await self._call(request, handler, platform)
+        timeout = asyncio.timeout_at(deadline)
+        try:
+            async with timeout:
+                return await self._call(request, handler, platform)
+        except TimeoutError:
+            if not timeout.expired():
+                raise
+        info.timed_out = True
+        # Assumption: the API's "Rate Limiting, Timeouts" section (not in the stored
+        # reference) says a request it takes over 10 s to process is terminated with
+        # a server error, without a status or body. 504 Gateway Timeout, as the proxy
+        # in front of an application answers when the application does not answer in
+        # time (500 would be the application failing by itself); the body is the
+        # API's usual error shape. The body's transfer counts (the careful reading).
+        title = "Gateway Timeout"
+        detail = f"the request took more than {self.config.request_timeout_s:g} s"
+        if platform:
+            return platform_json({"success": False, "message": title}, 504)
+        return jsonapi(error_document(504, title, detail), 504)
 
     async def _call(self, request: web.Request, handler: Handler, platform: bool) -> web.Response:
         try:
@@ -214,6 +284,7 @@ class Gate:
             products=info.products,
             stream_id=sid,
             batch_id=info.batch_id,
+            timed_out=info.timed_out,
         )
         state.request_log.append(entry)
         counters = [state.counters]
@@ -222,6 +293,8 @@ class Gate:
             counters.append(stream.counters)
         for c in counters:
             c["requests"] += 1
+            if info.timed_out:
+                c["timed_out"] += 1  # counted in server_errors too (a 504)
             if dropped:
                 c["dropped"] += 1
             elif status == 429:

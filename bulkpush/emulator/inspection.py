@@ -17,6 +17,9 @@ GET    /_emulator/streams/{id}/faults                the stream's faults
 PUT    /_emulator/streams/{id}/faults                body: Faults fields (POST too)
 GET    /_emulator/faults                             the default faults
 PUT    /_emulator/faults                             set the default faults (POST too)
+GET    /_emulator/uplink                             ``{"bytes_per_s": ..., "carried": ...}``
+PUT    /_emulator/uplink                             body ``{"bytes_per_s": 125000}`` (null: no
+                                                     limit; POST too)
 ====== ============================================ ===========================================
 """
 
@@ -29,6 +32,7 @@ from aiohttp import web
 
 from bulkpush.emulator.config import Faults
 from bulkpush.emulator.state import EmulatorState, StateError, Stream
+from bulkpush.emulator.uplink import Uplink
 
 __all__ = ["InspectionApi"]
 
@@ -45,8 +49,9 @@ class InspectionApi:
     # Assumption: not part of the reference; no auth, so tests and demos can read
     # the state without a token (the emulator binds to 127.0.0.1 by default).
 
-    def __init__(self, state: EmulatorState) -> None:
+    def __init__(self, state: EmulatorState, uplink: Uplink) -> None:
         self.state = state
+        self.uplink = uplink
 
     def add_routes(self, app: web.Application) -> None:
         """Register the inspection routes."""
@@ -68,6 +73,9 @@ class InspectionApi:
         r.add_get(PREFIX + "/faults", self.get_faults)
         r.add_put(PREFIX + "/faults", self.set_faults)
         r.add_post(PREFIX + "/faults", self.set_faults)
+        r.add_get(PREFIX + "/uplink", self.get_uplink)
+        r.add_put(PREFIX + "/uplink", self.set_uplink)
+        r.add_post(PREFIX + "/uplink", self.set_uplink)
 
     def _stream(self, request: web.Request) -> Stream:
         try:
@@ -174,3 +182,21 @@ class InspectionApi:
             raise web.HTTPUnprocessableEntity(text=str(exc)) from None
         self.state.set_faults(sid, faults)
         return _json(faults.to_json())
+
+    async def get_uplink(self, _request: web.Request) -> web.Response:
+        """The uplink's bandwidth (bytes/s, null: unlimited) and the body bytes it carried."""
+        return _json(self.uplink.to_json())
+
+    async def set_uplink(self, request: web.Request) -> web.Response:
+        """Set the uplink's bandwidth from ``{"bytes_per_s": number or null}``, now."""
+        body = await self._body(request)
+        if not isinstance(body, dict) or set(body) != {"bytes_per_s"}:
+            raise web.HTTPUnprocessableEntity(text='send {"bytes_per_s": number or null}')
+        rate = body["bytes_per_s"]
+        if rate is not None and (isinstance(rate, bool) or not isinstance(rate, int | float)):
+            raise web.HTTPUnprocessableEntity(text="bytes_per_s must be a number or null")
+        try:
+            self.uplink.set_rate(None if rate is None else float(rate))
+        except ValueError as exc:
+            raise web.HTTPUnprocessableEntity(text=str(exc)) from None
+        return _json(self.uplink.to_json())

@@ -21,6 +21,7 @@ from aiohttp import web
 from bulkpush.emulator.config import EmulatorConfig
 from bulkpush.emulator.responses import PlatformError, platform_json, request_info
 from bulkpush.emulator.state import Datasource, EmulatorState, Process, Site
+from bulkpush.emulator.uplink import Uplink
 
 __all__ = ["PlatformApi"]
 
@@ -47,8 +48,8 @@ def _positive_int(raw: object) -> int:
     return value
 
 
-async def _body(request: web.Request) -> dict[str, Any]:
-    raw = await request.read()
+async def _body(request: web.Request, uplink: Uplink) -> dict[str, Any]:
+    raw = await uplink.read_all(request)
     request_info().size = len(raw)
     if not raw.strip():
         return {}
@@ -64,9 +65,10 @@ async def _body(request: web.Request) -> dict[str, Any]:
 class PlatformApi:
     """Handlers of the Platform API subset, and the simulated process runner."""
 
-    def __init__(self, state: EmulatorState, config: EmulatorConfig) -> None:
+    def __init__(self, state: EmulatorState, config: EmulatorConfig, uplink: Uplink) -> None:
         self.state = state
         self.config = config
+        self.uplink = uplink
         self._runners: dict[int, asyncio.Task[None]] = {}
 
     def add_routes(self, app: web.Application) -> None:
@@ -105,7 +107,7 @@ class PlatformApi:
         with the documented 429 message.
         """
         site = self._site(request)
-        body = await _body(request)
+        body = await _body(request, self.uplink)
         action = body.get("action")
         if action not in _ACTIONS:
             # Assumption: a missing or unknown action is a 400.
@@ -224,7 +226,7 @@ class PlatformApi:
     async def create_datasource(self, request: web.Request) -> web.Response:
         """``POST /platform/v2/sites/{siteId}/streams``: link a stream (201)."""
         site = self._site(request)
-        body = await _body(request)
+        body = await _body(request, self.uplink)
         if "stream_id" not in body:
             raise PlatformError(400, "stream_id is required")
         stream_id = _positive_int(body["stream_id"])
@@ -235,7 +237,7 @@ class PlatformApi:
         """``PUT /platform/v2/sites/{siteId}/streams/{streamId}``."""
         site = self._site(request)
         stream_id = _positive_int(request.match_info["streamId"])
-        fields = self._fields(await _body(request))
+        fields = self._fields(await _body(request, self.uplink))
         ds = self._linked(site, stream_id)
         for name, value in fields.items():
             setattr(ds, name, value)

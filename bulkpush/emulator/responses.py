@@ -51,6 +51,7 @@ class RequestInfo:
     size: int = 0  # body bytes read from the wire
     products: int = 0  # lines or elements in an upload body
     batch_id: str | None = None
+    timed_out: bool = False  # answered 504 by the request timeout
 
 
 CURRENT_REQUEST: ContextVar[RequestInfo] = ContextVar("bulkpush_emulator_request")

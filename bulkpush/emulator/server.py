@@ -21,16 +21,18 @@ from bulkpush.emulator.inspection import InspectionApi
 from bulkpush.emulator.platform import PlatformApi
 from bulkpush.emulator.state import EmulatorState, LoggedRequest, StateError, Stream
 from bulkpush.emulator.stream_api import StreamApi
+from bulkpush.emulator.uplink import JSON_BODY_MAX, Uplink
 
 __all__ = ["IDLE_TIMEOUT_S", "Emulator", "build_app"]
 
-# Bodies of JSON endpoints (stream management, Platform API) are read whole;
-# uploads are streamed and limited by the config, not by this.
-_JSON_BODY_MAX = 1 << 20
 _log = logging.getLogger("bulkpush.emulator")
 
 # A larger read buffer than aiohttp's 64 KiB default lets uploads arrive in fewer pieces.
 _READ_BUFSIZE = 1 << 20
+# With an uplink bandwidth, aiohttp's default: a body read slowly stops the socket
+# being read after 128 KiB buffered (twice this), so the client's writes slow down
+# soon (TCP back-pressure) rather than after megabytes.
+_UPLINK_READ_BUFSIZE = 1 << 16
 
 #: Seconds a connection may stay open without a whole request head: before its
 #: first request (a client that connects and sends nothing, or a head byte by
@@ -41,9 +43,15 @@ _READ_BUFSIZE = 1 << 20
 IDLE_TIMEOUT_S = 75.0
 
 
-def build_app(state: EmulatorState) -> web.Application:
-    """The aiohttp application serving ``state`` (Stream API, Platform API, inspection)."""
-    gate = Gate(state, state.config)
+def build_app(state: EmulatorState, uplink: Uplink | None = None) -> web.Application:
+    """The aiohttp application serving ``state`` (Stream API, Platform API, inspection).
+
+    Request bodies are read through ``uplink`` (default: a new one with the
+    config's ``uplink_bytes_per_s``).
+    """
+    if uplink is None:
+        uplink = Uplink(state.config.uplink_bytes_per_s)
+    gate = Gate(state, state.config, uplink)
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -62,10 +70,10 @@ def build_app(state: EmulatorState) -> web.Application:
                 request.transport.close()
             return web.Response(status=400)  # never reaches the client
 
-    app = web.Application(middlewares=[middleware], client_max_size=_JSON_BODY_MAX)
-    StreamApi(state, state.config).add_routes(app)
-    PlatformApi(state, state.config).add_routes(app)
-    InspectionApi(state).add_routes(app)
+    app = web.Application(middlewares=[middleware], client_max_size=JSON_BODY_MAX)
+    StreamApi(state, state.config, uplink).add_routes(app)
+    PlatformApi(state, state.config, uplink).add_routes(app)
+    InspectionApi(state, uplink).add_routes(app)
     return app
 
 
@@ -92,6 +100,7 @@ class Emulator(AsyncResource):
         self.config = config or EmulatorConfig()
         self.idle_timeout_s = idle_timeout_s
         self.state = EmulatorState(self.config)
+        self.uplink = Uplink(self.config.uplink_bytes_per_s)
         self._runner: web.AppRunner | None = None
         self._url: str | None = None
 
@@ -107,10 +116,12 @@ class Emulator(AsyncResource):
         if self._runner is not None:
             raise RuntimeError("the emulator is already running")
         runner = web.AppRunner(
-            build_app(self.state),
+            build_app(self.state, self.uplink),
             access_log=None,
             handle_signals=False,
-            read_bufsize=_READ_BUFSIZE,
+            read_bufsize=_READ_BUFSIZE
+            if self.config.uplink_bytes_per_s is None
+            else _UPLINK_READ_BUFSIZE,
             auto_decompress=False,  # the upload handler decodes gzip itself, incrementally
             keepalive_timeout=self.idle_timeout_s,
         )
@@ -190,7 +201,8 @@ class Emulator(AsyncResource):
 
         Keys (absent means 0): requests, uploads, products_accepted,
         products_rejected, products_deleted, batches_processed, throttled (429),
-        locked (423), server_errors (5xx), dropped, unauthorized (401).
+        locked (423), server_errors (5xx), dropped, unauthorized (401), timed_out
+        (answered 504 by the request timeout; counted in server_errors too).
         """
         if sid is None:
             return dict(self.state.counters)
@@ -210,6 +222,16 @@ class Emulator(AsyncResource):
         if sid is not None:
             self._stream(sid)
         self.state.set_faults(None if sid is None else str(sid), faults)
+
+    def set_uplink(self, bytes_per_s: float | None) -> None:
+        """Change the uplink bandwidth now (bytes/s; ``None``: unlimited), e.g. mid-run.
+
+        Every request body read from now on goes at the new speed, the ones in
+        flight included. An emulator started without a bandwidth reads with a
+        larger socket buffer, so back-pressure on the client comes later
+        (after about 2 MiB buffered rather than 128 KiB).
+        """
+        self.uplink.set_rate(bytes_per_s)
 
     def link_stream(self, site_id: int, sid: str) -> int:
         """Link a stream to a site (an active main datasource); returns the datasource id."""

@@ -74,6 +74,7 @@ class LoggedRequest:
         products: lines (or array elements) in an upload body; 0 otherwise.
         stream_id: the stream in the path, if any.
         batch_id: the batch an upload created, if any.
+        timed_out: answered 504 because it outlived ``request_timeout_s``.
     """
 
     method: str
@@ -87,6 +88,7 @@ class LoggedRequest:
     products: int = 0
     stream_id: str | None = None
     batch_id: str | None = None
+    timed_out: bool = False
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict of the attributes."""
@@ -102,6 +104,7 @@ class LoggedRequest:
             "products": self.products,
             "stream_id": self.stream_id,
             "batch_id": self.batch_id,
+            "timed_out": self.timed_out,
         }
 
 
