@@ -386,12 +386,18 @@ class RedisQueue:
             h = await self._r.hgetall(self._job_key(job_id))
             if not h:
                 return None
-            async with self._r.pipeline(transaction=False) as pipe:
+            # The job and its parts read at one instant (MULTI/EXEC): a part's
+            # failure and the job's error are written by one script, and a view
+            # must not show the one without the other.
+            async with self._r.pipeline(transaction=True) as pipe:
+                pipe.hgetall(self._job_key(job_id))
                 for i in range(int(h["nparts"])):
                     pipe.hgetall(self._part_key(job_id, i))
-                rows = await pipe.execute()
+                h, *rows = await pipe.execute()
         except self._errors as exc:
             raise self._fail(exc) from exc
+        if not h:
+            return None  # removed in between
         parts = []
         for row in rows:
             with contextlib.suppress(QueueError):
