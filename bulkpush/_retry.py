@@ -21,6 +21,7 @@ the later attempts are silent until the request succeeds or gives up.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import logging
 import random
@@ -344,6 +345,31 @@ class Executor:
             if limit is not None:
                 limit.parked -= 1
 
+    async def _paced_unless(
+        self, pacer: Pacer | None, limit: AdaptiveLimit | None, halt: asyncio.Event
+    ) -> bool:
+        """:meth:`_paced`, unless ``halt`` is set first: then False, no slot held."""
+        if halt.is_set():
+            return False
+        paced = asyncio.ensure_future(self._paced(pacer, limit))
+        stop = asyncio.ensure_future(halt.wait())
+        try:
+            await asyncio.wait({paced, stop}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+            if not paced.done():
+                paced.cancel()  # (_paced gives its concurrency slot back)
+        with contextlib.suppress(asyncio.CancelledError):
+            await paced
+        if paced.cancelled():
+            return False
+        paced.result()  # (its own error, if any)
+        if halt.is_set():
+            if limit is not None:
+                await limit.release(ok=False)
+            return False
+        return True
+
     async def _observe(self, resp: Response, pacer: Pacer | None) -> None:
         # The ratelimit-* headers correct the pacer: nothing left in this
         # window means no request before it resets (capped: clocks differ).
@@ -362,6 +388,7 @@ class Executor:
         tally: Tally | None = None,
         what: str | None = None,
         halted: Callable[[], bool] | None = None,
+        halt: asyncio.Event | None = None,
     ) -> tuple[Response, Delivered | Split]:
         """Send ``request`` until the answer is final; return it with its verdict.
 
@@ -371,7 +398,9 @@ class Executor:
         non-idempotent request that got no answer. ``what`` names the request
         in messages (default: method and path). ``halted``, when it says so
         once the request's slots are taken, stops it before it is sent
-        (:class:`~bulkpush.errors.Interrupted`).
+        (:class:`~bulkpush.errors.Interrupted`); ``halt``, once set, stops it
+        while it waits for its slots too (an interrupted run does not wait out
+        the rate slots of the requests queued behind the ones in flight).
         """
         policy = self.policy
         count: Tally = tally if tally is not None else _Count()
@@ -382,7 +411,10 @@ class Executor:
         failures = busy_waits = 0
         last: BulkpushError | None = None
         while True:
-            await self._paced(pacer, limit)
+            if halt is None:
+                await self._paced(pacer, limit)
+            elif not await self._paced_unless(pacer, limit, halt):
+                raise Interrupted(f"{name}: not sent, the run was interrupted")
             if halted is not None and halted():
                 if limit is not None:
                     await limit.release(ok=False)

@@ -13,6 +13,7 @@ halves (only where the plan says products are upserts).
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from dataclasses import replace
 
@@ -132,6 +133,7 @@ class ChunkSender:
         self.compressor = compressor
         self.pinpoint = pinpoint and plan.upserts
         self.halted = False
+        self._halt = asyncio.Event()  # wakes the requests waiting for their slots
 
     def __repr__(self) -> str:
         return f"ChunkSender({self.plan.name!r}, {self.pacer!r}, {self.limit!r})"
@@ -139,6 +141,7 @@ class ChunkSender:
     def halt(self) -> None:
         """Send no new request (the run was interrupted); see :meth:`send`."""
         self.halted = True
+        self._halt.set()
 
     async def _build(self, chunk: Chunk) -> bytes:
         return await self.compressor.compress(encode_body(chunk, self.plan.body_format))
@@ -152,6 +155,7 @@ class ChunkSender:
             tally=tally,
             what=self.plan.name,
             halted=lambda: self.halted,
+            halt=self._halt,
         )
 
     async def send(self, chunk: Chunk, payload: bytes) -> list[Outcome]:

@@ -108,3 +108,31 @@ async def test_a_second_sigterm_stops_at_once_and_still_writes_the_report(
     assert report["read"] == report["accepted"] + report["rejected"] + report["not_sent"]
     assert report["not_sent"] > 0 and report["accepted"] == 0
     assert report["stopped"] == "interrupted (SIGTERM)"
+
+
+@pytest.mark.timeout(15)  # the queued rate slots alone would take over 30 s
+async def test_an_interrupt_does_not_wait_out_the_rate_slots_of_queued_requests(
+    tmp_path: Path,
+) -> None:
+    # 30 requests/s and small requests: hundreds of chunks fit the in-flight budget
+    # and wait for their rate slot. Interrupted, they are not sent and the run ends
+    # at once, not after the grace period (which here is longer than the test's
+    # timeout) or after the seconds their rate slots would take.
+    async with Emulator(EmulatorConfig(tokens=frozenset({TOKEN}))) as emu:
+        sid = emu.create_stream("interrupted-queue")
+        opts = PushOptions(max_products_per_request=20)
+        async with StreamClient(token=TOKEN, api_url=emu.url) as client:
+            pipeline = await client.open_push(
+                str(catalog(tmp_path / "c.ndjson", 20_000)), stream=sid, options=opts
+            )
+            answered = 0
+            with pytest.raises(RunStopped) as info:
+                async for event in pipeline.events():
+                    if isinstance(event, Outcome) and event.accepted:
+                        answered += 1
+                        if answered == 30:  # a second of uploads: the queue is full
+                            pipeline.interrupt("interrupted (test)", grace_s=600.0)
+        report = info.value.report
+        assert report.read == report.accepted + report.rejected + report.not_sent
+        assert report.not_sent > 20 * 30  # more than a second of rate slots was queued
+        assert report.accepted == len(emu.products(sid))
