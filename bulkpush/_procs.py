@@ -103,6 +103,20 @@ def segment_bytes(file_size: int, line_bytes: float, chunk_products: int, worker
     return max(MIN_SEGMENT, min(size, per_worker))
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SegmentPlan:
+    """How to read one file in processes (:func:`plan_segments`)."""
+
+    cap: int
+    max_count: int
+    max_bytes: int
+    target_bytes: int | None
+    validation: ValidationOptions
+    compression: CompressionOptions
+    workers: int
+    min_bytes: int
+
+
 @dataclass(frozen=True, slots=True)
 class Job:
     """What a process needs to read one segment (pickled to it: small)."""
@@ -111,12 +125,7 @@ class Job:
     source: str
     start: int
     end: int
-    cap: int
-    max_count: int
-    max_bytes: int
-    target_bytes: int | None
-    validation: ValidationOptions
-    compression: CompressionOptions
+    plan: SegmentPlan
 
 
 @dataclass(slots=True)
@@ -143,20 +152,6 @@ class SegmentResult:
     nlines: int = 0
     nbytes: int = 0
     error: str | None = None
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SegmentPlan:
-    """How to read one file in processes (:func:`plan_segments`)."""
-
-    cap: int
-    max_count: int
-    max_bytes: int
-    target_bytes: int | None
-    validation: ValidationOptions
-    compression: CompressionOptions
-    workers: int
-    min_bytes: int
 
 
 def plan_segments(
@@ -204,21 +199,7 @@ def plan_segments(
         return None
     line_bytes = len(sample) / max(sample.count(b"\n"), 1)
     step = segment_bytes(stop - start, line_bytes, plan.max_count, plan.workers)
-    return [
-        Job(
-            path,
-            source,
-            a,
-            min(a + step, stop),
-            plan.cap,
-            plan.max_count,
-            plan.max_bytes,
-            plan.target_bytes,
-            plan.validation,
-            plan.compression,
-        )
-        for a in range(start, stop, step)
-    ]
+    return [Job(path, source, a, min(a + step, stop), plan) for a in range(start, stop, step)]
 
 
 class _GzipChunker(SpanChunker):
@@ -259,12 +240,13 @@ def _quiet() -> None:
 def read_segment(job: Job) -> SegmentResult:
     """Read, check, cut and gzip one segment (runs in a worker process)."""
     out = SegmentResult()
-    validator = Validator(job.validation)
+    plan = job.plan
+    validator = Validator(plan.validation)
     chunker = _GzipChunker(
-        job.compression,
-        max_count=job.max_count,
-        max_bytes=job.max_bytes,
-        target_bytes=job.target_bytes,
+        plan.compression,
+        max_count=plan.max_count,
+        max_bytes=plan.max_bytes,
+        target_bytes=plan.target_bytes,
     )
 
     def sized(n: int) -> None:
@@ -292,7 +274,7 @@ def read_segment(job: Job) -> SegmentResult:
                 start=job.start,
                 end=job.end,
                 first_line=0,
-                cap=job.cap,
+                cap=plan.cap,
                 on_bytes=sized,
                 blocks=True,
             )
@@ -305,7 +287,7 @@ def read_segment(job: Job) -> SegmentResult:
                         first_line=item.line,
                         base_offset=item.offset,
                         bom=item.offset == 0,
-                        cap=job.cap,
+                        cap=plan.cap,
                     )
                     item.nlines = len(res.line_starts) - 1
                     out.nlines += item.nlines
