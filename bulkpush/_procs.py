@@ -29,12 +29,13 @@ from __future__ import annotations
 
 import contextlib
 import importlib.machinery
+import io
 import multiprocessing
 import os
 import signal
 import stat
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,7 +49,7 @@ from bulkpush._records import Record, Rejection
 from bulkpush._spans import check_block
 from bulkpush._validation import ValidationOptions, Validator
 from bulkpush.errors import SourceError
-from bulkpush.sources._blocks import Block
+from bulkpush.sources._blocks import Block, read_ndjson_blocks
 from bulkpush.sources._framing import peek_first_line
 from bulkpush.sources._open import (
     COMPRESSED_MAGIC,
@@ -61,12 +62,15 @@ from bulkpush.sources._ranges import iter_range
 from bulkpush.sources._sniff import check_not_binary, check_not_one_document
 
 __all__ = [
+    "STREAM_SEGMENT",
+    "DataJob",
     "ProcessReader",
     "SegmentChunk",
     "SegmentResult",
     "default_workers",
     "plan_segments",
     "segment_bytes",
+    "stream_jobs",
 ]
 
 #: Segments hold about this many chunks: one short chunk in 17 requests
@@ -238,9 +242,50 @@ def _quiet() -> None:
 
 
 def read_segment(job: Job) -> SegmentResult:
-    """Read, check, cut and gzip one segment (runs in a worker process)."""
+    """Read, check, cut and gzip one segment of a file (runs in a reading process)."""
     out = SegmentResult()
-    plan = job.plan
+
+    def sized(n: int) -> None:
+        out.nbytes += n
+
+    try:
+        with open(job.path, "rb") as f:
+            items = iter_range(
+                f,
+                job.source,
+                "ndjson",
+                start=job.start,
+                end=job.end,
+                first_line=0,
+                cap=job.plan.cap,
+                on_bytes=sized,
+                blocks=True,
+            )
+            _read_items(items, job.plan, out)
+    except (OSError, SourceError) as exc:
+        out.error = str(exc)
+    return out
+
+
+def read_data_segment(job: DataJob) -> SegmentResult:
+    """Check, cut and gzip whole lines a stream's reader sent (runs in a reading process).
+
+    Its lines are numbered from the stream's own (``job.line``); its bytes were
+    counted where the stream was read (``nbytes`` stays 0).
+    """
+    out = SegmentResult()
+    data = io.BytesIO(job.data)
+    items = read_ndjson_blocks(
+        data.readinto, b"", job.source, cap=job.plan.cap, line_no=job.line, offset=job.offset
+    )
+    _read_items(items, job.plan, out)
+    return out
+
+
+def _read_items(
+    items: Iterator[Block | Record | Rejection], plan: SegmentPlan, out: SegmentResult
+) -> None:
+    """Check each block, cut the valid products into gzipped chunks; results into ``out``."""
     validator = Validator(plan.validation)
     chunker = _GzipChunker(
         plan.compression,
@@ -248,9 +293,6 @@ def read_segment(job: Job) -> SegmentResult:
         max_bytes=plan.max_bytes,
         target_bytes=plan.target_bytes,
     )
-
-    def sized(n: int) -> None:
-        out.nbytes += n
 
     def emit(chunks: list[Any]) -> None:
         for chunk in chunks:
@@ -266,48 +308,73 @@ def read_segment(job: Job) -> SegmentResult:
             )
 
     try:
-        with open(job.path, "rb") as f:
-            items = iter_range(
-                f,
-                job.source,
-                "ndjson",
-                start=job.start,
-                end=job.end,
-                first_line=0,
-                cap=plan.cap,
-                on_bytes=sized,
-                blocks=True,
-            )
-            for item in items:
-                if type(item) is Block:
-                    res = check_block(
-                        item.data,
-                        validator,
-                        source=item.source,
-                        first_line=item.line,
-                        base_offset=item.offset,
-                        bom=item.offset == 0,
-                        cap=plan.cap,
-                    )
-                    item.nlines = len(res.line_starts) - 1
-                    out.nlines += item.nlines
-                    out.read += res.read
-                    out.rejections.extend(res.rejections)
-                    if len(res.lines):
-                        lines = res.lines + item.line
-                        offsets = res.line_starts[res.lines] + item.offset
-                        emit(chunker.feed(item.source, res.body, res.starts, lines, offsets))
-                elif isinstance(item, Record):  # a line over the cap
-                    out.nlines += 1
-                    out.read += 1
-                    rejection = validator(item)
-                    if rejection is not None:
-                        out.rejections.append(rejection)
+        for item in items:
+            if isinstance(item, Block):
+                res = check_block(
+                    item.data,
+                    validator,
+                    source=item.source,
+                    first_line=item.line,
+                    base_offset=item.offset,
+                    bom=item.offset == 0,
+                    cap=plan.cap,
+                )
+                item.nlines = len(res.line_starts) - 1
+                out.nlines += item.nlines
+                out.read += res.read
+                out.rejections.extend(res.rejections)
+                if len(res.lines):
+                    lines = res.lines + item.line
+                    offsets = res.line_starts[res.lines] + item.offset
+                    emit(chunker.feed(item.source, res.body, res.starts, lines, offsets))
+            elif isinstance(item, Record):  # a line over the cap
+                out.nlines += 1
+                out.read += 1
+                rejection = validator(item)
+                if rejection is not None:
+                    out.rejections.append(rejection)
+            else:  # (NDJSON makes none; kept whole should a reader make one)
+                out.nlines += 1
+                out.read += 1
+                out.rejections.append(item)
+    finally:
+        # What was read before a failure is still sent.
         emit(chunker.flush())
-    except (OSError, SourceError) as exc:
-        emit(chunker.flush())
-        out.error = str(exc)
-    return out
+
+
+@dataclass(frozen=True, slots=True)
+class DataJob:
+    """Whole lines of a stream (a compressed file, stdin), read in this process, for a
+    reading process to check, cut and gzip; ``line``/``offset``: of its first line."""
+
+    data: bytes
+    source: str
+    line: int
+    offset: int
+    plan: SegmentPlan
+
+
+#: Bytes of decompressed stream per DataJob: less than a file segment, as this process
+#: holds a copy of each job until a reading process has taken it.
+STREAM_SEGMENT = 8 << 20
+
+
+def stream_jobs(
+    items: Iterator[Block | Record | Rejection], plan: SegmentPlan
+) -> Iterator[DataJob]:
+    """The blocks of a stream (read in :data:`STREAM_SEGMENT` blocks) as jobs, copied out
+    of the reader's buffer; a line over the cap as the part of it a record keeps."""
+    for item in items:
+        if isinstance(item, Block):
+            data = item.data.tobytes()
+            item.nlines = int(np.count_nonzero(np.frombuffer(data, np.uint8) == _LF))
+            yield DataJob(data, item.source, item.line, item.offset, plan)
+        else:  # a line over the cap: its first cap + 1 bytes, rejected there at its line
+            record = item if isinstance(item, Record) else item.record
+            yield DataJob(record.raw + b"\n", record.source, record.line, record.offset, plan)
+
+
+_LF = 0x0A
 
 
 @contextlib.contextmanager
@@ -363,19 +430,43 @@ class ProcessReader:
             )
         return self._pool
 
-    def results(self, jobs: list[Job], first_line: int) -> Any:
-        """The jobs' results in order (a generator), their lines counted from ``first_line``."""
+    def results(self, jobs: Iterable[Job | DataJob], first_line: int = 1) -> Any:
+        """The jobs' results in order (a generator). A file segment's lines are counted
+        from ``first_line`` (the line of the first segment's first line); a stream's
+        jobs carry their own line numbers."""
         pool = self._start()
-        pending: list[Future[SegmentResult]] = []
+        pending: list[tuple[bool, Future[SegmentResult]]] = []
         todo = iter(jobs)
         base = first_line
-        with _main_spared():  # the processes start as jobs are first submitted
-            for job in todo:
-                pending.append(pool.submit(read_segment, job))
-                if len(pending) > self.workers:
-                    break
+
+        def submit(job: Job | DataJob) -> None:
+            with _main_spared():  # processes start as jobs are first submitted
+                if isinstance(job, Job):
+                    pending.append((True, pool.submit(read_segment, job)))
+                else:
+                    pending.append((False, pool.submit(read_data_segment, job)))
+
+        failed: BaseException | None = None  # reading the jobs' source failed
+
+        def more() -> None:
+            nonlocal failed
+            if failed is not None:
+                return
+            try:
+                job = next(todo, None)
+            except Exception as exc:  # a stream cut short: what was read still goes
+                failed = exc
+                return
+            if job is not None:
+                submit(job)
+
+        while len(pending) <= self.workers and failed is None:
+            before = len(pending)
+            more()
+            if len(pending) == before:
+                break
         while pending:
-            future = pending.pop(0)
+            relative, future = pending.pop(0)
             try:
                 result = future.result()
             except Exception as exc:  # BrokenProcessPool: a process died
@@ -383,18 +474,18 @@ class ProcessReader:
                     f"a reading process ended unexpectedly ({type(exc).__name__}): "
                     "the rest of the catalog was not read"
                 ) from exc
-            nxt = next(todo, None)
-            if nxt is not None:
-                with _main_spared():
-                    pending.append(pool.submit(read_segment, nxt))
-            for chunk in result.chunks:
-                chunk.lines += base
-            for rejection in result.rejections:
-                rejection.record.line += base
-            base += result.nlines
+            more()
+            if relative:
+                for chunk in result.chunks:
+                    chunk.lines += base
+                for rejection in result.rejections:
+                    rejection.record.line += base
+                base += result.nlines
             yield result
             if result.error is not None:
                 raise SourceError(result.error)
+        if failed is not None:
+            raise failed
 
     def close(self) -> None:
         if self._pool is not None:

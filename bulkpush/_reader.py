@@ -7,6 +7,7 @@ read, rejected and cut. ``stop_requested`` ends reading at the next step.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import threading
@@ -16,13 +17,22 @@ from typing import IO, Any
 
 from bulkpush._chunking import BodyFormat, Chunker, Numbering, SpanChunker, encode_body
 from bulkpush._compression import CompressionOptions
-from bulkpush._procs import Job, ProcessReader, SegmentPlan, SegmentResult, plan_segments
+from bulkpush._procs import (
+    STREAM_SEGMENT,
+    Job,
+    ProcessReader,
+    SegmentPlan,
+    SegmentResult,
+    plan_segments,
+    stream_jobs,
+)
 from bulkpush._records import Chunk, Record, Rejection, Span
 from bulkpush._spans import check_block
 from bulkpush._validation import ValidationOptions, Validator, unchecked
 from bulkpush.errors import BulkpushError, SourceError
 from bulkpush.sources import DEFAULT_MAX_RECORD_BYTES, FileRange, Format, iter_objects
-from bulkpush.sources._blocks import Block
+from bulkpush.sources._blocks import SPAN_BLOCK, Block
+from bulkpush.sources._open import COMPRESSED_MAGIC
 from bulkpush.sources._read import iter_items
 
 __all__ = ["STEP_RECORDS", "PipelineSettings", "Reader", "RecordHook", "Source", "Step"]
@@ -187,14 +197,17 @@ class Reader:
                     blocks=blocks,
                 )
             elif isinstance(src, str | os.PathLike) or hasattr(src, "read"):
-                yield from iter_items(
+                streamed = self._streamed(src)
+                items = iter_items(
                     src,  # type: ignore[arg-type]
                     format=fmt,
                     max_record_bytes=cap,
                     csv_delimiter=delimiter,
                     on_bytes=count,
                     blocks=blocks,
+                    block_size=STREAM_SEGMENT if streamed else SPAN_BLOCK,
                 )
+                yield from self._to_processes(items) if streamed else items
             else:
                 # Python objects have no bytes: count them as the NDJSON lines they make.
                 for item in iter_objects(src, max_record_bytes=cap):
@@ -218,6 +231,40 @@ class Reader:
         return plan_segments(
             path, path, start=start, end=end, format=self.settings.format, plan=plan
         )
+
+    def _streamed(self, src: Source) -> bool:
+        """Whether a stream (a compressed file, stdin, a file object) goes, decompressed
+        here, to the reading processes in segments (when it turns out to be NDJSON)."""
+        plan = self.segment_plan
+        if plan is None:
+            return False
+        if not isinstance(src, str | os.PathLike) or src == "-":
+            return True  # stdin, a file object: of unknown size
+        try:
+            with open(src, "rb") as f:
+                compressed = f.read(4).startswith(COMPRESSED_MAGIC)
+                size = os.fstat(f.fileno()).st_size
+        except OSError:
+            return False  # reading it says why
+        # A compressed catalog is several times its size (gzip: 4-8x for products).
+        return compressed and size * 4 >= plan.min_bytes
+
+    def _to_processes(
+        self, items: Iterator[Record | Rejection | Block]
+    ) -> Iterator[Record | Rejection | Block | SegmentResult]:
+        """A stream's blocks as segments for the reading processes; another format's
+        records (the first item says which) as they are."""
+        first = next(items, None)
+        if first is None:
+            return
+        if not isinstance(first, Block) or self.segment_plan is None:
+            yield first
+            yield from items
+            return
+        if self.procs is None:
+            self.procs = ProcessReader(self.settings.workers)
+        jobs = stream_jobs(itertools.chain([first], items), self.segment_plan)
+        yield from self.procs.results(jobs)
 
     def close(self) -> None:
         """Stop the reading processes, if any (segments not yet read never are)."""

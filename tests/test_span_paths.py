@@ -16,6 +16,7 @@ import io
 import itertools
 import os
 import signal
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ import pytest
 
 import bulkpush._engine as engine_module
 import bulkpush._procs as procs
+import bulkpush._reader as reader_module
 from bulkpush import PushOptions, RunStopped, SourceError, StreamClient, ValidationOptions
 from bulkpush._records import Outcome
 from bulkpush.emulator import Emulator, EmulatorConfig
@@ -73,6 +75,8 @@ def tricky_catalog(n: int = 3_000) -> bytes:
 def _tiny_segments(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(procs, "MIN_SEGMENT", 8_000)
     monkeypatch.setattr(procs, "MAX_SEGMENT", 16_000)
+    # A stream (compressed file, stdin) goes in segments of this many bytes.
+    monkeypatch.setattr(reader_module, "STREAM_SEGMENT", 20_000)
 
 
 def _options(path: str, **kw: Any) -> PushOptions:
@@ -219,6 +223,28 @@ async def test_every_source_kind_gives_the_same_on_every_path(
 
     reports = {p: await _push(emu, p, source(), tmp_path, monkeypatch) for p in PATHS}
     _same(reports)
+
+
+async def test_a_truncated_gzip_read_by_processes_sends_its_whole_lines_then_stops(
+    emulator_factory: EmulatorFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    emu = await emulator_factory(FAST)
+    body = b"".join(b'{"id":"%d","t":"%s"}\n' % (i, b"y" * (i % 90)) for i in range(20_000))
+    whole = gzip.compress(body)
+    cat = tmp_path / "cut.ndjson.gz"
+    cat.write_bytes(whole[: len(whole) * 2 // 3])
+    intact = zlib.decompressobj(31).decompress(cat.read_bytes())
+    lines = intact.count(b"\n")  # the whole lines before the cut
+    for path in ("spans", "processes"):
+        with monkeypatch.context() as m:
+            _tiny_segments(m)
+            sid = emu.create_stream(f"cut-{path}")
+            async with StreamClient(token=TEST_TOKEN, api_url=emu.url) as client:
+                with pytest.raises(RunStopped) as stopped:
+                    await client.push(str(cat), stream=sid, options=_options(path))
+        assert "truncated" in str(stopped.value.cause)
+        report = stopped.value.report
+        assert report.read == report.accepted == len(emu.products(sid)) == lines, path
 
 
 async def test_a_reading_process_that_dies_stops_the_run_cleanly(

@@ -22,7 +22,7 @@ from bulkpush.errors import ConfigError, SourceError
 
 # The rejects file's format is defined once, next to its writer.
 from bulkpush.report._rejects import is_rejects_line, unwrap_rejects
-from bulkpush.sources._blocks import Block, ReadInto, read_ndjson_blocks
+from bulkpush.sources._blocks import SPAN_BLOCK, Block, ReadInto, read_ndjson_blocks
 from bulkpush.sources._csv import read_csv
 from bulkpush.sources._framing import BLOCK, BOM, Reader, peek_first_line
 from bulkpush.sources._jsonarray import read_json
@@ -372,6 +372,7 @@ def read_stream(
     csv_delimiter: str | None = None,
     on_bytes: ByteCounter | None = None,
     blocks: bool = False,
+    block_size: int = SPAN_BLOCK,
 ) -> Iterator[Record | Rejection | Block]:
     """A whole decompressed stream, read by its format's reader (detected when ``None``).
 
@@ -393,7 +394,9 @@ def read_stream(
             prefix = check_not_one_document(prefix, read, source)
     if fmt == "ndjson" and blocks:
         into = reader_into(stream, source, on_bytes)
-        yield from read_ndjson_blocks(into, prefix, source, line_no=first_line, cap=cap)
+        yield from read_ndjson_blocks(
+            into, prefix, source, line_no=first_line, cap=cap, block_size=block_size
+        )
     elif fmt == "ndjson":
         yield from read_ndjson(read, prefix, source, line_no=first_line, cap=cap)
     elif fmt == "rejects":

@@ -17,7 +17,7 @@ from typing import IO
 
 from bulkpush._records import Record, Rejection
 from bulkpush.errors import ConfigError
-from bulkpush.sources._blocks import Block, read_ndjson_blocks
+from bulkpush.sources._blocks import SPAN_BLOCK, Block, read_ndjson_blocks
 from bulkpush.sources._framing import BLOCK, DEFAULT_MAX_RECORD_BYTES, peek_first_line
 from bulkpush.sources._ndjson import read_ndjson
 from bulkpush.sources._open import (
@@ -55,6 +55,7 @@ def read_path(
     csv_delimiter: str | None = None,
     on_bytes: ByteCounter | None = None,
     blocks: bool = False,
+    block_size: int = SPAN_BLOCK,
 ) -> Iterator[Record | Rejection | Block]:
     """The records of a path (``"-"``: stdin), or of a byte range of it.
 
@@ -91,6 +92,7 @@ def read_path(
             csv_delimiter=csv_delimiter,
             on_bytes=on_bytes,
             blocks=blocks,
+            block_size=block_size,
         )
 
 

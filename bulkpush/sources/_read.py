@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from typing import BinaryIO, cast
 
 from bulkpush._records import Record, Rejection
-from bulkpush.sources._blocks import Block
+from bulkpush.sources._blocks import SPAN_BLOCK, Block
 from bulkpush.sources._framing import DEFAULT_MAX_RECORD_BYTES
 from bulkpush.sources._open import ByteCounter, Format, decoded, open_error, read_stream
 from bulkpush.sources._ranges import check_read_args, iter_range, read_path
@@ -83,6 +83,7 @@ def iter_items(
     csv_delimiter: str | None = None,
     on_bytes: ByteCounter | None = None,
     blocks: bool = False,
+    block_size: int = SPAN_BLOCK,
 ) -> Iterator[Record | Rejection | Block]:
     """:func:`iter_records`, with NDJSON as blocks of whole lines when ``blocks``
     (``_blocks``; the span fast path reads them)."""
@@ -99,6 +100,7 @@ def iter_items(
             csv_delimiter=csv_delimiter,
             on_bytes=on_bytes,
             blocks=blocks,
+            block_size=block_size,
         )
         return
     check_read_args(start_offset, end_offset, max_record_bytes)
@@ -129,4 +131,5 @@ def iter_items(
         csv_delimiter=csv_delimiter,
         on_bytes=on_bytes,
         blocks=blocks,
+        block_size=block_size,
     )
