@@ -37,6 +37,7 @@ import stat
 import sys
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -404,6 +405,15 @@ def _main_spared() -> Iterator[None]:
             del main.__spec__
 
 
+def _died(exc: BaseException) -> SourceError:
+    error = SourceError(
+        f"a reading process ended unexpectedly ({type(exc).__name__}): "
+        "the rest of the catalog was not read"
+    )
+    error.__cause__ = exc
+    return error
+
+
 class ProcessReader:
     """Hands the segments of one file to a pool of processes; results come back in order.
 
@@ -458,7 +468,10 @@ class ProcessReader:
                 failed = exc
                 return
             if job is not None:
-                submit(job)
+                try:
+                    submit(job)
+                except BrokenProcessPool as exc:  # a process died: the results come first
+                    failed = _died(exc)
 
         while len(pending) <= self.workers and failed is None:
             before = len(pending)
@@ -470,10 +483,7 @@ class ProcessReader:
             try:
                 result = future.result()
             except Exception as exc:  # BrokenProcessPool: a process died
-                raise SourceError(
-                    f"a reading process ended unexpectedly ({type(exc).__name__}): "
-                    "the rest of the catalog was not read"
-                ) from exc
+                raise _died(exc) from exc
             more()
             if relative:
                 for chunk in result.chunks:
