@@ -45,6 +45,7 @@ from bulkpush.report import Report
 from bulkpush.sources import open_source
 from bulkpush.targets.productsup_stream import DeleteResult
 from bulkpush.worker.jobs import JobOptions
+from bulkpush.worker.rejects import check_outputs
 
 EXIT_OK = 0
 EXIT_REJECTED = 1
@@ -239,6 +240,10 @@ def push(
     for src in sources:
         if src != "-" and not os.path.exists(src):
             _fail(f"cannot read {src}: no such file", EXIT_USAGE)
+    # Found before anything is read or sent, not after the whole catalog went out.
+    problem = check_outputs(rejects=options.rejects, report=options.report)
+    if problem is not None:
+        _fail(problem, EXIT_USAGE)
     try:
         push_options = options.push_options(stream_type=stream_type, rejects_path=options.rejects)
     except ConfigError as exc:

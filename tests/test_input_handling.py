@@ -406,3 +406,21 @@ def test_light_validation_checks_what_the_readme_says() -> None:
     missing = validate(Record("c", 1, 0, b'{"title":"no id"}'))
     assert missing is not None and missing.message == MSG_MISSING_ID
     assert validate(Record("c", 1, 0, b'{"id":"1","title":"x"}')) is None
+
+
+@pytest.mark.parametrize("flag", ["--report", "--rejects"])
+async def test_an_output_that_cannot_be_written_is_refused_before_anything_is_sent(
+    emu_factory: EmulatorFactory, tmp_path: Path, flag: str
+) -> None:
+    emu = await emu_factory()
+    sid = emu.create_stream(f"unwritable {flag}", "chunked")
+    path = tmp_path / "c.ndjson"
+    path.write_bytes(products(100))
+    target = tmp_path / "no-such-dir" / "out.json"
+    code, _, err = await cli(emu, "push", str(path), "--stream", sid, flag, str(target))
+    assert code == 2, err
+    assert f"cannot write the {flag[2:]} file {target}" in err
+    assert "Traceback" not in err
+    assert emu.products(sid) == {}  # nothing was sent
+    code, _, err = await cli(emu, "push", str(path), "--stream", sid, flag, str(tmp_path))
+    assert code == 2 and "is a directory" in err, err  # (click refuses it first)
