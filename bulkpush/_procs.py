@@ -429,6 +429,10 @@ class ProcessReader:
     def __repr__(self) -> str:
         return f"ProcessReader(workers={self.workers}, started={self._pool is not None})"
 
+    def start(self) -> None:
+        """Start the pool (raises ``OSError`` and the like where processes cannot start)."""
+        self._start()
+
     def _start(self) -> ProcessPoolExecutor:
         if self._pool is None:
             # Spawned, not forked: this process has threads (the event loop's

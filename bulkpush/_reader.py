@@ -183,9 +183,8 @@ class Reader:
         for src in sources:
             self.source_name = _source_name(src)
             jobs = self._segments(src)
-            if jobs is not None:
-                if self.procs is None:
-                    self.procs = ProcessReader(self.settings.workers)
+            if jobs is not None and self._pool_ready():
+                assert self.procs is not None
                 first_line = src.first_line if isinstance(src, FileRange) else 1
                 yield from self.procs.results(jobs, first_line)
             elif isinstance(src, FileRange):
@@ -257,14 +256,35 @@ class Reader:
         first = next(items, None)
         if first is None:
             return
-        if not isinstance(first, Block) or self.segment_plan is None:
+        plan = self.segment_plan
+        if not isinstance(first, Block) or plan is None or not self._pool_ready():
             yield first
             yield from items
             return
+        assert self.procs is not None
+        yield from self.procs.results(stream_jobs(itertools.chain([first], items), plan))
+
+    def _pool_ready(self) -> bool:
+        """Start the reading processes if need be; False (and read here from now on,
+        said once) where this system cannot start them."""
+        if self.segment_plan is None:
+            return False
         if self.procs is None:
             self.procs = ProcessReader(self.settings.workers)
-        jobs = stream_jobs(itertools.chain([first], items), self.segment_plan)
-        yield from self.procs.results(jobs)
+        try:
+            self.procs.start()
+        except (OSError, NotImplementedError, ImportError) as exc:
+            # (A sandbox without /dev/shm, where multiprocessing has no semaphores.)
+            _log.warning(
+                "the reading processes (--workers %d) could not start (%s): "
+                "reading in this process",
+                self.settings.workers,
+                _unexpected(exc),
+            )
+            self.segment_plan = None
+            self.procs = None
+            return False
+        return True
 
     def close(self) -> None:
         """Stop the reading processes, if any (segments not yet read never are)."""

@@ -323,3 +323,25 @@ def test_workers_must_be_sane() -> None:
     with pytest.raises(ConfigError, match="workers"):
         PushOptions(workers=0)
     assert dataclasses.replace(PushOptions(), workers=3).workers == 3
+
+
+async def test_where_processes_cannot_start_the_catalog_is_read_here(
+    emulator_factory: EmulatorFactory,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A sandbox without /dev/shm: multiprocessing cannot make its semaphores.
+    def no_pool(*args: Any, **kwargs: Any) -> Any:
+        raise OSError(38, "Function not implemented")
+
+    monkeypatch.setattr(procs, "ProcessPoolExecutor", no_pool)
+    emu = await emulator_factory(FAST)
+    cat = tmp_path / "c.ndjson"
+    cat.write_bytes(tricky_catalog(2_000))
+    reports = {
+        "records": await _push(emu, "records", str(cat), tmp_path, monkeypatch),
+        "processes": await _push(emu, "processes", str(cat), tmp_path, monkeypatch),
+    }
+    _same(reports)
+    assert "the reading processes (--workers 2) could not start" in caplog.text
