@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import stat
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -240,6 +241,8 @@ class Reader:
         if not isinstance(src, str | os.PathLike) or src == "-":
             return True  # stdin, a file object: of unknown size
         try:
+            if not stat.S_ISREG(os.stat(src).st_mode):
+                return True  # a pipe (<(zcat ...)), a device: a stream; not read here
             with open(src, "rb") as f:
                 compressed = f.read(4).startswith(COMPRESSED_MAGIC)
                 size = os.fstat(f.fileno()).st_size

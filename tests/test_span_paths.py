@@ -345,3 +345,30 @@ async def test_where_processes_cannot_start_the_catalog_is_read_here(
     }
     _same(reports)
     assert "the reading processes (--workers 2) could not start" in caplog.text
+
+
+async def test_a_named_pipe_is_read_whole_on_every_path(
+    emulator_factory: EmulatorFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # bulkpush push <(zcat catalog.gz): nothing may be read from the pipe to sniff it.
+    import threading
+
+    emu = await emulator_factory(FAST)
+    body = tricky_catalog(1_500)
+    results = {}
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)  # the same name every time: it is the source the reports name
+    for path in PATHS:
+
+        def feed() -> None:
+            with open(fifo, "wb") as f:
+                f.write(body)
+
+        writer = threading.Thread(target=feed)
+        writer.start()
+        try:
+            results[path] = await _push(emu, path, str(fifo), tmp_path, monkeypatch)
+        finally:
+            writer.join(10)
+    _same(results)
+    assert results["processes"][0]["read"] == results["records"][0]["read"] > 1_400
