@@ -213,7 +213,8 @@ def _api_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 @click.option(
     "--workers",
     type=click.IntRange(1, 256),
-    help="Processes that read, check, cut and gzip plain NDJSON files of 32 MiB or more. "
+    help="Processes that check, cut and gzip NDJSON: plain files of 32 MiB or more (each "
+    "reads its own parts), .gz/.zst files and stdin (decompressed here). "
     "1: none, this process does it all (a reader thread and gzip threads) "
     f"[default: the cores available when 3 or more, else 1; here {default_workers()}].",
 )
