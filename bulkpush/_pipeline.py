@@ -55,14 +55,6 @@ Event = Outcome | Rejection
 _log = logging.getLogger("bulkpush.pipeline")
 
 
-def _unexpected(exc: BaseException) -> str:
-    """``Type: message``, on one line and short: what an unforeseen error says to a user."""
-    text = " ".join(str(exc).split())
-    if len(text) > 200:
-        text = text[:200] + "…"
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
 class Sender(Protocol):
     """What the pipeline needs of a target: send one chunk's payload.
 

@@ -211,15 +211,11 @@ class Chunk:
 
     @property
     def first_line(self) -> int:
-        if self.span is not None and self._records is None:
-            return int(self.span.lines[0])
-        return self.first.line
+        return int(self.span.lines[0]) if self.span is not None else self.first.line
 
     @property
     def last_line(self) -> int:
-        if self.span is not None and self._records is None:
-            return int(self.span.lines[-1])
-        return self.last.line
+        return int(self.span.lines[-1]) if self.span is not None else self.last.line
 
 
 @dataclass(slots=True, frozen=True)
