@@ -364,7 +364,9 @@ async def test_a_named_pipe_is_read_whole_on_every_path(
             with open(fifo, "wb") as f:
                 f.write(body)
 
-        writer = threading.Thread(target=feed)
+        # A daemon: were the push to fail before opening the pipe, the writer
+        # would wait in open() for ever and keep the test process from ending.
+        writer = threading.Thread(target=feed, daemon=True)
         writer.start()
         try:
             results[path] = await _push(emu, path, str(fifo), tmp_path, monkeypatch)
