@@ -14,12 +14,15 @@ proxied, and ``~/.netrc`` is never read (the token is the only credential).
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import errno
 import ipaddress
 import logging
 import socket
 import ssl
+import struct
 import time
 import urllib.request
 from collections.abc import Mapping
@@ -265,6 +268,26 @@ def translate(
     return TransportError(f"{what}: {type(exc).__name__} talking to {where}", **kw)
 
 
+def _abandon(transport: asyncio.Transport | None) -> None:
+    """Reset the connection of an error answered while the body may still be going out.
+
+    An error can come before the whole body went out (the server's 10 s
+    limit, a 429). aiohttp goes on writing the rest, and the kernel sends
+    what it holds even after a plain close (megabytes of socket buffers):
+    seconds of a slow uplink taken from the other requests. A reset drops it
+    all; the next request opens another connection.
+    """
+    if transport is None or transport.is_closing():
+        return
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        # A close with a zero linger time resets the connection: the kernel
+        # drops what it still holds to send (a plain close would send it all).
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    transport.abort()
+
+
 class HttpTransport(AsyncResource):
     """One ``aiohttp`` session to one API, with auth and error translation.
 
@@ -383,7 +406,14 @@ class HttpTransport(AsyncResource):
                 allow_redirects=False,
                 **extra,
             ) as resp:
+                # (aiohttp hands a connection back to its pool as soon as the
+                # answer is read, while the kernel may still hold body bytes:
+                # its protocol still knows the socket.)
+                protocol = getattr(resp, "_protocol", None) if data is not None else None
+                sending = getattr(protocol, "transport", None)
                 content = await self._read(resp, method, url)
+                if resp.status >= 400:
+                    _abandon(sending)
                 return Response(
                     status=resp.status,
                     headers=resp.headers,

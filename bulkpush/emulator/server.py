@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 
 from aiohttp import web
 
@@ -33,6 +34,32 @@ _READ_BUFSIZE = 1 << 20
 # being read after 128 KiB buffered (twice this), so the client's writes slow down
 # soon (TCP back-pressure) rather than after megabytes.
 _UPLINK_READ_BUFSIZE = 1 << 16
+
+# With an uplink, what the kernel may hold of a body the server has not read
+# yet (Linux doubles it). On a real link the bytes not yet carried wait on the
+# client's side, where a client that gives up on a request (a reset) drops
+# them; on loopback they would all move into the server's socket at once, and
+# a timed-out body would go on taking the emulated link after its client left.
+_UPLINK_RCVBUF = 1 << 16
+
+
+def _listening_socket(host: str, port: int) -> socket.socket:
+    """A listening TCP socket whose connections get the small receive buffer above."""
+    family, kind, proto, _, addr = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _UPLINK_RCVBUF)
+        sock.bind(addr)
+        sock.listen(128)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
 
 #: Seconds a connection may stay open without a whole request head: before its
 #: first request (a client that connects and sends nothing, or a head byte by
@@ -127,7 +154,11 @@ class Emulator(AsyncResource):
         )
         await runner.setup()
         try:
-            site = web.TCPSite(runner, self.config.host, self.config.port)
+            site: web.BaseSite
+            if self.config.uplink_bytes_per_s is None:
+                site = web.TCPSite(runner, self.config.host, self.config.port)
+            else:
+                site = web.SockSite(runner, _listening_socket(self.config.host, self.config.port))
             await site.start()
         except BaseException:
             await runner.cleanup()
