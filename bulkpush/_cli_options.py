@@ -52,6 +52,7 @@ __all__ = [
 Command = Callable[..., Any]
 
 
+REQUEST_TIME = FiniteFloat(min=0, min_open=True, max=3600)
 REQUEST_MB = FiniteFloat(min=0, min_open=True, max=STREAM_API.max_request_bytes / MB)
 """``--request-mb``: above 0, at most the API's largest request."""
 
@@ -191,6 +192,7 @@ def push_options(fn: Command) -> Command:
         body_format: Any,
         lock_deadline: float,
         max_attempts: int,
+        request_time: float,
         **kwargs: Any,
     ) -> Any:
         _check_flatten(flatten=flatten, validation=validation, separator=separator)
@@ -209,6 +211,7 @@ def push_options(fn: Command) -> Command:
             body_format=body_format,
             lock_deadline=lock_deadline,
             max_attempts=max_attempts,
+            request_time=request_time,
             rejects=rejects_path,
             report=report_path,
         )
@@ -245,7 +248,8 @@ def push_options(fn: Command) -> Command:
             click.option(
                 "--compression",
                 type=click.Choice(["gzip", "none"]),
-                help="Request bodies (default: gzip for chunked streams, none for referenced).",
+                help="Request bodies (default: gzip; a referenced stream's 10 MB minimum is met "
+                "before compression).",
             ),
             click.option(
                 "--gzip-level",
@@ -310,6 +314,16 @@ def push_options(fn: Command) -> Command:
                 default=8,
                 show_default=True,
                 help="Attempts per request on 5xx / network errors.",
+            ),
+            click.option(
+                "--request-time",
+                type=REQUEST_TIME,
+                default=5.0,
+                show_default=True,
+                metavar="SECONDS",
+                help="Seconds a request should take, body and answer (the API ends "
+                "requests over 10 s): bytes in flight and request sizes follow the "
+                "uplink's measured speed to keep it.",
             ),
         ],
     )

@@ -20,6 +20,7 @@ from bulkpush._compression import Compressor
 from bulkpush._concurrency import AdaptiveLimit
 from bulkpush._dryrun import DryRunSender
 from bulkpush._http import HttpTransport
+from bulkpush._link import Link
 from bulkpush._options import PushOptions
 from bulkpush._pipeline import Event, Pipeline, PipelineSettings, RecordHook, Source
 from bulkpush._procs import default_workers
@@ -104,8 +105,11 @@ class Engine(AsyncResource):
         *,
         retry: RetryPolicy | None = None,
         pacer_factory: PacerFactory | None = None,
+        link: Link | None = None,
     ) -> None:
         self.transport = transport
+        # Every upload of this engine shares one uplink, whatever its stream.
+        self.link = link or Link()
         self.executor = Executor(transport, policy=retry)
         self._pacer_factory = pacer_factory or local_pacer
         self._pacers: dict[tuple[str, float], Pacer] = {}
@@ -208,6 +212,7 @@ class Engine(AsyncResource):
             stream=plan.destination,
             target=self.transport.base_url,
             dry_run=dry_run,
+            link=None if dry_run else self.link,
         )
         sender: ChunkSender | DryRunSender
         if dry_run:
@@ -221,6 +226,8 @@ class Engine(AsyncResource):
                 limit=AdaptiveLimit(opts.concurrency, rate=rate),
                 compressor=compressor,
                 pinpoint=opts.pinpoint_rejects,
+                link=self.link,
+                request_time_s=opts.request_time_s,
             )
         validation = opts.validation
         if validation.max_product_bytes > plan.max_record_bytes:

@@ -39,7 +39,10 @@ class PushOptions:
     process may use when 3 or more, else 1; 1: no extra process, all in this
     one: see ``bulkpush._procs.default_workers``), used for a file of at
     least ``process_min_bytes`` (32 MiB: below it, starting processes costs
-    more than it saves).
+    more than it saves). ``request_time_s``: the time a request should take,
+    body and answer (5 s: half the 10 s after which the API ends a request);
+    the bytes in flight and the size of requests follow the uplink's
+    measured throughput to keep it (``bulkpush._link``).
 
     Read by the Productsup Stream API target only: ``stream_type`` (None
     asks the API), ``body_format`` of referenced streams (chunked streams
@@ -66,6 +69,7 @@ class PushOptions:
     referenced_max_bytes: int | None = None
     workers: int | None = None
     process_min_bytes: int = 32 << 20
+    request_time_s: float = 5.0
 
     def __post_init__(self) -> None:
         d = self.csv_delimiter
@@ -83,3 +87,7 @@ class PushOptions:
             raise ConfigError(f"workers must lie between 1 and 256, not {self.workers}")
         if self.process_min_bytes < 0:
             raise ConfigError("process_min_bytes must not be negative")
+        if not (math.isfinite(self.request_time_s) and 0 < self.request_time_s <= 3600):
+            raise ConfigError(
+                f"request_time_s must lie between 0 and 3600 seconds, not {self.request_time_s}"
+            )

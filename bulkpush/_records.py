@@ -243,7 +243,8 @@ class Outcome:
     ``accepted + len(rejections) + unattributed_count + not_sent == len(chunk)``.
     ``status`` is the final HTTP status (0 when no answer was ever received).
     ``attempts`` counts every request made for this chunk, the first included;
-    ``throttled`` how many of them were answered 429; ``pinpoint_requests``
+    ``throttled`` how many of them were answered 429, ``timed_out`` how many
+    the server ended for taking too long; ``pinpoint_requests``
     and ``pinpoint_bytes`` what finding its unnamed rejections cost.
     """
 
@@ -257,6 +258,7 @@ class Outcome:
     attempts: int = 0
     throttled: int = 0
     bytes_sent: int = 0
+    timed_out: int = 0
     error: str | None = None
     pinpoint_requests: int = 0
     pinpoint_bytes: int = 0

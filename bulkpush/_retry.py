@@ -33,6 +33,7 @@ from typing import Any, Literal, Protocol
 
 from bulkpush._concurrency import AdaptiveLimit
 from bulkpush._http import HttpTransport, Request, Response, path_of
+from bulkpush._link import Attempt, Link
 from bulkpush._quota import Pacer
 from bulkpush.errors import (
     APIError,
@@ -55,6 +56,7 @@ __all__ = [
     "Executor",
     "Fatal",
     "ItemError",
+    "Refit",
     "Retry",
     "RetryPolicy",
     "Split",
@@ -278,11 +280,17 @@ Classifier = Callable[[Response], Verdict]
 
 
 class Tally(Protocol):
-    """Where the executor counts what a payload cost (an :class:`~bulkpush.Outcome` is one)."""
+    """Where the executor counts what a payload cost (an :class:`~bulkpush.Outcome` is one).
+
+    ``timed_out``: attempts the server ended for taking too long (a 504, or
+    another server error or a lost connection after most of the server's
+    time limit), counted when the request went through a :class:`Link`.
+    """
 
     attempts: int
     throttled: int
     bytes_sent: int
+    timed_out: int
 
 
 def classify_status(resp: Response, *, ok: tuple[int, ...] = (200, 201, 202, 204)) -> Verdict:
@@ -304,6 +312,26 @@ class _Count:
     attempts: int = 0
     throttled: int = 0
     bytes_sent: int = 0
+    timed_out: int = 0
+
+
+class Refit(BulkpushError):
+    """The request timed out and its caller can send its body as smaller requests."""
+
+
+# A server error (or a lost connection) this far into the server's time limit
+# is taken for the server ending the request for taking too long.
+_TIMED_OUT_SHARE = 0.9
+
+
+@dataclass(frozen=True, slots=True)
+class _LinkSlot:
+    """A request body's place on the uplink: its size and its target time."""
+
+    link: Link
+    nbytes: int
+    target_s: float
+    refit: Callable[[], bool] | None = None
 
 
 class Executor:
@@ -327,48 +355,86 @@ class Executor:
     def __repr__(self) -> str:
         return f"Executor({self.transport!r})"
 
-    async def _paced(self, pacer: Pacer | None, limit: AdaptiveLimit | None) -> None:
-        # A concurrency slot first, then the rate slot: a request that took
-        # its rate slot and then waited for a free connection would go out
-        # late, together with the next one (a burst the API counts).
-        if limit is not None:
-            await limit.acquire()
-            limit.parked += 1
+    async def _paced(
+        self, pacer: Pacer | None, limit: AdaptiveLimit | None, link: _LinkSlot | None = None
+    ) -> None:
+        # Room on the link first (it can take seconds on a slow uplink, and
+        # holds nothing else meanwhile), then a concurrency slot, then the
+        # rate slot: a request that took its rate slot and then waited for a
+        # free connection would go out late, together with the next one (a
+        # burst the API counts).
+        if link is not None:
+            await link.link.acquire(link.nbytes, link.target_s)
+            if link.refit is not None and link.refit():
+                link.link.release(link.nbytes)
+                raise Refit("too large for the uplink now; sent as smaller requests")
         try:
-            if pacer is not None:
-                await pacer.acquire()
+            if limit is not None:
+                await limit.acquire()
+                limit.parked += 1
+            try:
+                if pacer is not None:
+                    await pacer.acquire()
+            except BaseException:
+                if limit is not None:
+                    await limit.release(ok=False)
+                raise
+            finally:
+                if limit is not None:
+                    limit.parked -= 1
         except BaseException:
-            if limit is not None:
-                await limit.release(ok=False)
+            if link is not None:
+                link.link.release(link.nbytes)
             raise
-        finally:
-            if limit is not None:
-                limit.parked -= 1
 
     async def _paced_unless(
-        self, pacer: Pacer | None, limit: AdaptiveLimit | None, halt: asyncio.Event
+        self,
+        pacer: Pacer | None,
+        limit: AdaptiveLimit | None,
+        halt: asyncio.Event,
+        link: _LinkSlot | None = None,
     ) -> bool:
         """:meth:`_paced`, unless ``halt`` is set first: then False, no slot held."""
         if halt.is_set():
             return False
-        paced = asyncio.ensure_future(self._paced(pacer, limit))
+        paced = asyncio.ensure_future(self._paced(pacer, limit, link))
         stop = asyncio.ensure_future(halt.wait())
         try:
             await asyncio.wait({paced, stop}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             stop.cancel()
             if not paced.done():
-                paced.cancel()  # (_paced gives its concurrency slot back)
+                paced.cancel()  # (_paced gives its slots back)
         with contextlib.suppress(asyncio.CancelledError):
             await paced
         if paced.cancelled():
             return False
         paced.result()  # (its own error, if any)
         if halt.is_set():
-            if limit is not None:
-                await limit.release(ok=False)
+            await self._unpace(limit, link)
             return False
         return True
+
+    @staticmethod
+    async def _unpace(limit: AdaptiveLimit | None, link: _LinkSlot | None) -> None:
+        """Give back the slots of a request that is not sent after all."""
+        if link is not None:
+            link.link.release(link.nbytes)
+        if limit is not None:
+            await limit.release(ok=False)
+
+    def _timed(
+        self, slot: _LinkSlot, began: Attempt, sent_at: float, status: int | None, count: Tally
+    ) -> bool:
+        """Tell the link how the attempt ended (``status`` None: no answer); True when
+        the server ended it for taking too long (then counted in ``count``)."""
+        late = self._clock() - sent_at >= _TIMED_OUT_SHARE * slot.link.server_timeout_s
+        timed_out = status == 504 or (late and (status is None or status >= 500))
+        delivered = status is not None and 200 <= status < 300
+        slot.link.end(began, delivered=delivered, timed_out=timed_out)
+        if timed_out:
+            count.timed_out += 1
+        return timed_out
 
     async def _observe(self, resp: Response, pacer: Pacer | None) -> None:
         # The ratelimit-* headers correct the pacer: nothing left in this
@@ -389,6 +455,9 @@ class Executor:
         what: str | None = None,
         halted: Callable[[], bool] | None = None,
         halt: asyncio.Event | None = None,
+        link: Link | None = None,
+        target_s: float = 5.0,
+        refit: Callable[[], bool] | None = None,
     ) -> tuple[Response, Delivered | Split]:
         """Send ``request`` until the answer is final; return it with its verdict.
 
@@ -401,6 +470,14 @@ class Executor:
         (:class:`~bulkpush.errors.Interrupted`); ``halt``, once set, stops it
         while it waits for its slots too (an interrupted run does not wait out
         the rate slots of the requests queued behind the ones in flight).
+        ``link``: the body goes out only while the bytes in flight fit what
+        the uplink moves in ``target_s``, and each attempt is timed on it
+        (:mod:`bulkpush._link`); an attempt the server ended for taking too
+        long is counted in the tally's ``timed_out``. ``refit`` is asked once
+        the body has room on the link, before each attempt: when it says the
+        body should go as smaller requests now (what the link measured
+        meanwhile, a timeout among it, says it would not end in time),
+        :class:`Refit` is raised for the caller to cut it.
         """
         policy = self.policy
         count: Tally = tally if tally is not None else _Count()
@@ -410,31 +487,39 @@ class Executor:
         busy_deadline: float | None = None
         failures = busy_waits = 0
         last: BulkpushError | None = None
+        slot = (
+            _LinkSlot(link, body_size, target_s, refit) if link is not None and body_size else None
+        )
         while True:
             if halt is None:
-                await self._paced(pacer, limit)
-            elif not await self._paced_unless(pacer, limit, halt):
+                await self._paced(pacer, limit, slot)
+            elif not await self._paced_unless(pacer, limit, halt, slot):
                 raise Interrupted(f"{name}: not sent, the run was interrupted")
             if halted is not None and halted():
-                if limit is not None:
-                    await limit.release(ok=False)
+                await self._unpace(limit, slot)
                 raise Interrupted(f"{name}: not sent, the run was interrupted")
             ok = backpressure = False
             # What follows this attempt: resend at once (the pacer waits), after
             # ``delay``, or after a backoff counted against the attempts.
             action: Literal["now", "sleep", "backoff"] = "backoff"
             delay = 0.0
+            began = slot.link.begin(slot.nbytes) if slot is not None else None
+            sent_at = self._clock()
             try:
                 count.attempts += 1
                 count.bytes_sent += body_size
                 resp = await self.transport.send(request)
             except TransportError as exc:
+                if slot is not None and began is not None:
+                    self._timed(slot, began, sent_at, None, count)
                 backpressure = True
                 if not (request.idempotent and exc.retriable):
                     raise
                 failures += 1
                 last = exc
             else:
+                if slot is not None and began is not None:
+                    self._timed(slot, began, sent_at, resp.status, count)
                 await self._observe(resp, pacer)
                 if pacer is not None and resp.status != 429:
                     pacer.answered()
@@ -488,6 +573,8 @@ class Executor:
                     failures += 1
                     last = verdict.error
             finally:
+                if slot is not None:
+                    slot.link.release(body_size)
                 if limit is not None:
                     await limit.release(ok=ok, backpressure=backpressure)
             if action == "now":

@@ -22,6 +22,8 @@ def merge_reports(reports: Iterable[Mapping[str, Any]], *, max_examples: int = 5
     parallel, so a sum would overstate; a caller that knows the job's wall
     clock should overwrite it (rates are recomputed from it). ``stopped`` is
     the parts' stop reasons joined with "; ", None when no part stopped.
+    ``link_mb_per_s`` is the largest of the parts' (each measured its own
+    uplink; parts on one machine share it).
     The result has the keys of :meth:`Report.to_dict` plus ``parts``.
     """
     parts = [ReportData.from_dict(d) for d in reports]
@@ -39,6 +41,9 @@ def merge_reports(reports: Iterable[Mapping[str, Any]], *, max_examples: int = 5
         out.requests += int(part.requests)
         out.retries += int(part.retries)
         out.throttled += int(part.throttled)
+        out.timed_out += int(part.timed_out)
+        # Parts may run on different machines: the best link any part saw.
+        out.link_mb_per_s = max(out.link_mb_per_s, float(part.link_mb_per_s))
         out.bytes_read += int(part.bytes_read)
         out.bytes_sent += int(part.bytes_sent)
         out.unattributed_total += int(part.unattributed_total)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bulkpush._records import STAGE_CLIENT, STAGE_UPLOAD, Outcome, Record, Rejection, Unattributed
 from bulkpush.report._atomic import write_json_atomic
@@ -33,6 +33,9 @@ from bulkpush.report._schema import (
     rate,
 )
 from bulkpush.report._summary import render_summary
+
+if TYPE_CHECKING:
+    from bulkpush._link import Link
 
 __all__ = ["Report"]
 
@@ -52,7 +55,10 @@ class Report:
 
     Counters (public, read them freely): ``read``, ``accepted``, ``rejected``,
     ``not_sent``, ``requests``, ``retries``, ``throttled``, ``bytes_read``,
-    ``bytes_sent``, ``batches``, ``duration_s``.
+    ``bytes_sent``, ``batches``, ``duration_s``, ``timed_out`` (requests the
+    server ended for taking too long), ``link_mb_per_s`` (MB of request
+    bodies the uplink delivered per second while busy, measured on ``link``
+    from the report's start to its finish; 0.0 when nothing was measured).
 
     ``dry_run``: the report of a run that sent nothing (a dry run): the
     products that would have been sent are ``not_sent`` and also counted in
@@ -68,6 +74,7 @@ class Report:
         max_messages: int = 1000,
         clock: Callable[[], float] = time.monotonic,
         dry_run: bool = False,
+        link: Link | None = None,
     ) -> None:
         if max_examples < 0 or max_messages < 1:
             raise ValueError("max_examples must be >= 0 and max_messages >= 1")
@@ -89,6 +96,10 @@ class Report:
         self.requests = 0
         self.retries = 0
         self.throttled = 0
+        self.timed_out = 0
+        self.link_mb_per_s = 0.0
+        self._link = link
+        self._link_start = link.reading() if link is not None else None
         self.bytes_read = 0
         self.bytes_sent = 0
         self.batches: list[str] = []
@@ -180,6 +191,7 @@ class Report:
         self.requests += outcome.attempts
         self.retries += max(0, outcome.attempts - 1)
         self.throttled += outcome.throttled
+        self.timed_out += outcome.timed_out
         self.bytes_sent += outcome.bytes_sent
         bid = outcome.batch_id
         if bid is not None and bid not in self._batch_set:
@@ -237,6 +249,7 @@ class Report:
     def finish(self, *, stopped: str | None = None) -> None:
         """Record the duration; ``stopped`` says why the run ended early (None: it did not)."""
         self.duration_s = max(0.0, self._clock() - self._started)
+        self.link_mb_per_s = self._link_rate()
         self.finished = True
         if stopped is not None:
             self.stopped = redact(stopped)
@@ -247,6 +260,11 @@ class Report:
     def balanced(self) -> bool:
         """True when ``read == accepted + rejected + not_sent``."""
         return self.read == self.accepted + self.rejected + self.not_sent
+
+    def _link_rate(self) -> float:
+        if self._link is None or self._link_start is None:
+            return self.link_mb_per_s
+        return self._link.reading().mb_per_s_since(self._link_start)
 
     @property
     def elapsed_s(self) -> float:
@@ -268,6 +286,8 @@ class Report:
             requests=self.requests,
             retries=self.retries,
             throttled=self.throttled,
+            timed_out=self.timed_out,
+            link_mb_per_s=self.link_mb_per_s if self.finished else self._link_rate(),
             batches=list(self.batches),
             bytes_read=self.bytes_read,
             bytes_sent=self.bytes_sent,

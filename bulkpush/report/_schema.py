@@ -115,6 +115,8 @@ class ReportData:
     errors: list[ErrorEntry] = field(default_factory=list, metadata=_CONTRACT)
     # -- extras
     balanced: bool = True
+    timed_out: int = 0
+    link_mb_per_s: float = 0.0
     rejected_by_stage: dict[str, int] = field(default_factory=_by_stage)
     unattributed_total: int = 0
     unattributed: list[UnattributedEntry] = field(default_factory=list)

@@ -43,6 +43,8 @@ def render_summary(d: Mapping[str, Any], *, top: int = 5, max_unattributed: int 
         )
         if not r.dry_run:
             rates += f", sent {_mb(r.bytes_sent)} ({r.bytes_sent / MB / duration:,.1f} MB/s)"
+            if r.link_mb_per_s > 0:
+                rates += f"; uplink {r.link_mb_per_s:,.1f} MB/s while sending"
         lines.append(rates)
     counts = (r.read, r.accepted, r.rejected, r.not_sent, r.would_send)
     w = max(len(_n(n)) for n in counts)
@@ -73,6 +75,8 @@ def render_summary(d: Mapping[str, Any], *, top: int = 5, max_unattributed: int 
         f"  requests    {_n(r.requests):>{w}}  (retries {_n(r.retries)}, "
         f"throttled {_n(r.throttled)}"
     )
+    if r.timed_out:
+        req += f", ended by the server for taking too long {_n(r.timed_out)}"
     if pin.get("requests"):
         req += f", pinpointing {_n(pin['requests'])} ({_mb(pin.get('bytes_sent', 0))})"
     lines.append(req + ")")

@@ -110,13 +110,14 @@ class JobOptions:
 
     ``bulkpush push`` and ``jobs submit`` parse their shared flags into this
     (:mod:`bulkpush._cli_options`); :meth:`push_options` builds the
-    :class:`PushOptions` of a run. ``compression`` None: gzip for chunked
-    streams, none for referenced ones (as :class:`PushOptions` decides).
+    :class:`PushOptions` of a run. ``compression`` None: gzip (as the target
+    decides).
     ``max_in_flight`` caps the requests in flight (and so the window a
     reclaimed part may send twice); None keeps the client's default.
     ``rejects``: the job's rejects file (each part writes ``rejects.partNNNNN-A``,
     merged into it when the job is done); ``report``: where the worker that
-    finishes the job writes its JSON report.
+    finishes the job writes its JSON report. ``request_time``: seconds a
+    request should take on the uplink (``PushOptions.request_time_s``).
     """
 
     format: Literal["ndjson", "json", "csv", "rejects"] | None = None
@@ -133,6 +134,7 @@ class JobOptions:
     body_format: Literal["ndjson", "json"] | None = None
     lock_deadline: float = 900.0
     max_attempts: int = 8
+    request_time: float = 5.0
     max_in_flight: int | None = None
     rejects: str | None = None
     report: str | None = None
@@ -167,6 +169,7 @@ class JobOptions:
             concurrency=concurrency,
             rejects_path=rejects_path,
             pinpoint_rejects=self.pinpoint_rejects,
+            request_time_s=self.request_time,
         )
 
 
