@@ -322,6 +322,23 @@ async def test_referenced_size_bounds(small_ref: tuple[Emulator, Api, str]) -> N
     assert emu.products(sid) == {}
 
 
+async def test_referenced_minimum_counts_the_decoded_body(
+    small_ref: tuple[Emulator, Api, str],
+) -> None:
+    # Assumption 8: a gzip body under the minimum on the wire but not decoded is taken.
+    emu, api, sid = small_ref
+    body = b"[" + b",".join(b'{"id":"p%d","t":"%s"}' % (i, b"a" * 200) for i in range(3)) + b"]"
+    packed = gzip.compress(body)
+    assert len(packed) < 100 <= len(body)  # the fixture's minimum is 100 bytes
+    gz = {"Content-Encoding": "gzip"}
+    taken = await api.upload(sid, packed, ctype="application/json", headers=gz)
+    assert taken.status == 200, taken.json
+    tiny = gzip.compress(b'[{"id":"x"}]')
+    refused = await api.upload(sid, tiny, ctype="application/json", headers=gz)
+    assert refused.status == 422 and refused.title == "Payload too small"
+    assert len(emu.products(sid)) == 3
+
+
 async def test_referenced_rejects_other_media_types(small_ref: tuple[Emulator, Api, str]) -> None:
     _, api, sid = small_ref
     assert (await api.upload(sid, big_array(20), ctype=JSONAPI)).status == 415
