@@ -721,8 +721,9 @@ def _links(entry: dict[str, Any]) -> list[str]:
                 f"**{_pct(r['link_use'])}**",
                 _pct(r["link_busy"]),
                 _n(r.get("longest_accepted_s"), 1),
-                "–" if link_rate is None else f"{link_rate / 1e6:.2f}",
+                f"{link_rate / 1e6:.2f}" if isinstance(link_rate, int | float) else "–",
                 "–" if client_to is None else client_to,
+                _cpu(r.get("client_cores")),
                 outcome,
             ]
         )
@@ -744,6 +745,7 @@ def _links(entry: dict[str, Any]) -> list[str]:
             "longest accepted upload, s",
             "client: link MB/s",
             "client: timed out",
+            "client cores",
             "",
         ],
         rows,

@@ -14,7 +14,8 @@ chunked and referenced streams with gzip and uncompressed bodies, ``bulkpush
 push`` (the command line, a fresh process, its default options but
 ``--compression``) pushes a catalog of ~1 KB products sized so that the link
 needs about 10-16 s for it. A push still running after ``3 x`` that time plus
-15 s is killed (its process group) and recorded as such.
+15 s is stopped (SIGTERM to its process group, SIGKILL 5 s later) and
+recorded as killed.
 
 Measured per case, on the server side unless said: the products it stored;
 the push's seconds (the client report's ``duration_s``: from the start of the
@@ -217,9 +218,10 @@ def _run_case(
     stream = server.create_stream(name, case.stream_type)
     carried0 = server.uplink()["carried"] or 0.0
     pushed = _push(server, case, path, stream, limit_s)
+    # Read at once: after a kill the server still drains what the socket buffers hold.
+    carried = (server.uplink()["carried"] or 0.0) - carried0
     if pushed["killed"]:
         time.sleep(1.0)  # the server logs the uploads the kill cut off once it sees them end
-    carried = (server.uplink()["carried"] or 0.0) - carried0
     counters = server.counters(stream)
     view = _server_view(server.upload_log(stream))
     if pushed["report"] is None and not pushed["killed"]:
@@ -409,7 +411,9 @@ def run(ctx: Context) -> Scenario:
             "bodies too). Seconds are the client report's `duration_s` (the push, without "
             "the interpreter's start-up), or the wall clock when the push was killed; the "
             "other figures are the server's (its counters and request log). The client's "
-            "`link_bytes_per_s` and `timed_out` are its report's keys (– when it has none).",
+            "`link_bytes_per_s` and `timed_out` are its report's keys (– when it has none); "
+            "client cores: CPU seconds of the push's processes / its wall clock time (near 2 "
+            "on 2 cores: the client, not the link, set the pace).",
             "Referenced streams: the server keeps the 10 MB minimum per request, measured on "
             "the wire (as sent: compressed when it is), as the emulator does (docs/emulator.md, "
             "assumption 8); a body under it is refused with a 422.",
