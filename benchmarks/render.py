@@ -90,7 +90,7 @@ def _header(data: dict[str, Any]) -> list[str]:
         "Run it: `scripts/bench` (full, about 25 minutes on 2 idle cores; writes this file and "
         "`results/latest.json`), `scripts/bench --quick` (under 2 minutes; "
         "`results/quick.json`, `results/QUICK.md`), `--only rate,throughput,peers,at_limit,"
-        "memory,compression` (re-measures those scenarios, keeps the others), `--runs N`, "
+        "memory,compression,links` (re-measures those scenarios, keeps the others), `--runs N`, "
         "`--out DIR`, `--no-profile`.",
         "",
         "## Machine",
@@ -693,6 +693,73 @@ def _compression(entry: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _links(entry: dict[str, Any]) -> list[str]:
+    rows = []
+    for c in entry["figures"].get("cases", []):
+        r = c["runs"][c.get("median_run", 0)]
+        outcome = f"killed at {r['wall_s']:.0f} s" if r["killed"] else "done"
+        if not r["killed"] and r.get("exit_code"):
+            outcome = f"exit {r['exit_code']}"
+        refused = str(r["refused"])
+        if r["refused"]:
+            refused += f" ({', '.join(str(s) for s in r['refused_statuses'])})"
+        link_rate = r.get("client_link_bytes_per_s")
+        client_to = r.get("client_timed_out")
+        rows.append(
+            [
+                f"{c['mbit']} Mbit/s",
+                c["stream_type"],
+                "gzip" if c["compression"] == "gzip" else "none",
+                f"{_n(r['products'])} / {_n(r['catalog_products'])}",
+                _n(r["seconds"], 1),
+                _n(r["accepted_bytes"] / c["bytes_per_s"], 1),
+                r["requests"],
+                f"**{r['timed_out']}**" if r["timed_out"] else "0",
+                r["status_429"],
+                refused,
+                _n(r["accepted_bytes"] / 1e6, 0),
+                f"**{_pct(r['link_use'])}**",
+                _pct(r["link_busy"]),
+                _n(r.get("longest_accepted_s"), 1),
+                f"{link_rate / 1e6:.2f}" if isinstance(link_rate, int | float) else "–",
+                "–" if client_to is None else client_to,
+                _cpu(r.get("client_cores")),
+                outcome,
+            ]
+        )
+    lines = _table(
+        [
+            "link",
+            "stream",
+            "body",
+            "products stored / catalog",
+            "seconds",
+            "link needs, s",
+            "uploads",
+            "ended at 10 s",
+            "429s",
+            "other refusals",
+            "accepted MB (wire)",
+            "link use",
+            "link busy",
+            "longest accepted upload, s",
+            "client: link MB/s",
+            "client: timed out",
+            "client cores",
+            "",
+        ],
+        rows,
+    )
+    several = [c for c in entry["figures"].get("cases", []) if len(c["runs"]) > 1]
+    if several:
+        lines += [
+            "With several runs per case, each row is the run with the median link use; "
+            "the targets count the timeouts of every run.",
+            "",
+        ]
+    return lines
+
+
 _SECTIONS = {
     "rate": _rate,
     "throughput": _throughput,
@@ -700,6 +767,7 @@ _SECTIONS = {
     "at_limit": _at_limit,
     "memory": _memory,
     "compression": _compression,
+    "links": _links,
 }
 
 

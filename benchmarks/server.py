@@ -15,6 +15,13 @@ The config is a JSON object; every key is optional:
 ``throughput_mode``  count lines only: no parsing, no store. Default true.
 ``token``          the accepted bearer token. Default ``bench-token``.
 ``port``           default 0 (a free port).
+``uplink_bytes_per_s``  the client's shared uplink, bytes/s: every request
+                   body is read through it (:mod:`bulkpush.emulator.uplink`);
+                   ``null`` (default) reads bodies as fast as they arrive.
+``request_timeout_s``  a request not answered this many seconds after its
+                   head arrived (body transfer included) is answered 504 and
+                   counted ``timed_out``; ``null`` turns it off. Default 10,
+                   the Stream API's.
 =================  ==========================================================
 
 With a rate, the other published limits hold too (100/s on batches, 5/s per
@@ -53,6 +60,11 @@ from bulkpush.limits import STREAM_API
 TOKEN = "bench-token"
 START_TIMEOUT_S = 30.0
 BENCH_PREFIX = "/_emulator/bench"
+READ_BUFSIZE = 1 << 20
+# With an uplink, the emulator's own choice (bulkpush.emulator.server): a body read
+# slowly stops the socket being read after 128 KiB buffered, so the client's writes
+# slow down soon (TCP back-pressure), as on a real link, rather than after megabytes.
+UPLINK_READ_BUFSIZE = 1 << 16
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -64,6 +76,8 @@ class ServerConfig:
     throughput_mode: bool = True
     token: str = TOKEN
     port: int = 0
+    uplink_bytes_per_s: float | None = None
+    request_timeout_s: float | None = STREAM_API.server_request_timeout_s
     # The server process's niceness (driver side only): 19 gives the client
     # the cores first, as when the API runs on another machine.
     nice: int = 0
@@ -75,6 +89,8 @@ class ServerConfig:
             "throughput_mode": self.throughput_mode,
             "token": self.token,
             "port": self.port,
+            "uplink_bytes_per_s": self.uplink_bytes_per_s,
+            "request_timeout_s": self.request_timeout_s,
         }
 
     @classmethod
@@ -89,7 +105,18 @@ class ServerConfig:
         rate = "limits lifted" if self.rate is None else f"{self.rate:g} req/s per stream"
         mode = "throughput mode" if self.throughput_mode else "full validation"
         niced = f", server at nice {self.nice}" if self.nice else ""
-        return f"{rate}, latency {self.latency_s * 1000:g} ms, {mode}{niced}"
+        link = ""
+        if self.uplink_bytes_per_s is not None:
+            link = (
+                f", uplink {self.uplink_bytes_per_s / 1e6:g} MB/s "
+                f"({self.uplink_bytes_per_s * 8 / 1e6:g} Mbit/s)"
+            )
+        timeout = (
+            "no request timeout"
+            if self.request_timeout_s is None
+            else f"requests ended at {self.request_timeout_s:g} s"
+        )
+        return f"{rate}, latency {self.latency_s * 1000:g} ms, {mode}{link}, {timeout}{niced}"
 
 
 # --- server side ------------------------------------------------------------------
@@ -108,6 +135,8 @@ def _build(config: ServerConfig) -> web.Application:
         latency_s=config.latency_s,
         max_streams=10_000,
         request_log_size=200_000,
+        uplink_bytes_per_s=config.uplink_bytes_per_s,
+        request_timeout_s=config.request_timeout_s,
     )
     state = EmulatorState(emu_config)
     app = build_app(state)
@@ -123,11 +152,12 @@ def _build(config: ServerConfig) -> web.Application:
         return web.json_response({"id": stream.id}, status=201)
 
     async def stream_requests(request: web.Request) -> web.Response:
-        # Arrival times and statuses of one stream's uploads, compact (the
-        # inspection API's log carries headers too, which is heavy at 10k entries).
+        # One stream's uploads, compact (the inspection API's log carries headers
+        # too, which is heavy at 10k entries): arrival time, status, products,
+        # body bytes read from the wire, seconds to answer, ended by the timeout.
         sid = request.match_info["streamId"]
         rows = [
-            [e.time, e.status, e.products]
+            [e.time, e.status, e.products, e.size, e.duration_s, e.timed_out]
             for e in state.request_log
             if e.stream_id == sid and e.path.rstrip("/").endswith("/products")
         ]
@@ -181,7 +211,7 @@ async def _serve(config: ServerConfig) -> None:
         app,
         access_log=None,
         handle_signals=False,
-        read_bufsize=1 << 20,
+        read_bufsize=READ_BUFSIZE if config.uplink_bytes_per_s is None else UPLINK_READ_BUFSIZE,
         auto_decompress=False,  # the upload handler decodes gzip itself
     )
     await runner.setup()
@@ -208,6 +238,25 @@ def main(argv: list[str] | None = None) -> None:
 
 
 # --- driver side ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Upload:
+    """One upload (a request to ``/products``) as the server logged it.
+
+    ``time``: arrival (Unix seconds, when its head was read); ``status`` (0:
+    connection dropped); ``products``: lines or elements counted in its body;
+    ``size``: body bytes read from the wire (as sent: compressed when it was;
+    part of the body only when it was refused or ended early); ``duration_s``:
+    head read to answer; ``timed_out``: ended by the request timeout (a 504).
+    """
+
+    time: float
+    status: int
+    products: int
+    size: int
+    duration_s: float
+    timed_out: bool
 
 
 class BenchServer:
@@ -342,8 +391,31 @@ class BenchServer:
 
     def uploads(self, stream_id: str) -> list[tuple[float, int, int]]:
         """Each upload to the stream as the server saw it: (arrival Unix time, status, products)."""
+        return [(u.time, u.status, u.products) for u in self.upload_log(stream_id)]
+
+    def upload_log(self, stream_id: str) -> list[Upload]:
+        """Each upload to the stream as the server logged it, in arrival order (:class:`Upload`)."""
         rows = self._request("GET", f"{BENCH_PREFIX}/streams/{stream_id}/uploads")
-        return [(float(t), int(s), int(p)) for t, s, p in rows]
+        return [
+            Upload(
+                time=float(t),
+                status=int(s),
+                products=int(p),
+                size=int(n),
+                duration_s=float(d),
+                timed_out=bool(x),
+            )
+            for t, s, p, n, d, x in rows
+        ]
+
+    def uplink(self) -> dict[str, float | None]:
+        """The uplink now: ``bytes_per_s`` (None: unlimited) and ``carried`` (body bytes read)."""
+        data = self._request("GET", "/_emulator/uplink")
+        rate = data.get("bytes_per_s")
+        return {
+            "bytes_per_s": None if rate is None else float(rate),
+            "carried": float(data.get("carried") or 0),
+        }
 
     def alive(self) -> bool:
         return self._proc is not None and self._proc.poll() is None

@@ -4,7 +4,8 @@
                          [--no-profile] [--cache DIR]
 
 Scenarios, in order: ``rate``, ``throughput``, ``peers``, ``at_limit``,
-``memory``, ``compression`` (see each module in ``benchmarks/scenarios/``). The server
+``memory``, ``compression``, ``links`` (see each module in
+``benchmarks/scenarios/``). The server
 runs in its own process (``benchmarks.server``) and every client run in a
 fresh one; each figure is the median of ``--runs`` runs (3, or 1 with
 ``--quick``, which also uses smaller catalogs and finishes in under 2
@@ -42,7 +43,7 @@ from typing import Any
 
 from benchmarks import charts, render
 from benchmarks.common import Context, OtherLoad, Scenario, machine
-from benchmarks.scenarios import at_limit, compression, memory, peers, rate, throughput
+from benchmarks.scenarios import at_limit, compression, links, memory, peers, rate, throughput
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_OUT = HERE / "results"
@@ -55,6 +56,7 @@ SCENARIOS: dict[str, Callable[[Context], Scenario]] = {
     "at_limit": at_limit.run,
     "memory": memory.run,
     "compression": compression.run,
+    "links": links.run,
 }
 
 
@@ -206,8 +208,8 @@ def main(argv: list[str] | None = None) -> int:
         failed_charts = charts.draw_in_child(json_path, out, prefix)
         if failed_charts:
             ctx.progress(f"charts not drawn: {failed_charts}")
-        links = charts.links(data, out, md_path, prefix)
-        _write_atomic(md_path, render.render(data, links))
+        chart_links = charts.links(data, out, md_path, prefix)
+        _write_atomic(md_path, render.render(data, chart_links))
     ctx.progress(f"results: {json_path}, {md_path}")
     for entry in data["scenarios"].values():
         for target in entry["targets"]:
