@@ -703,7 +703,7 @@ def _links(entry: dict[str, Any]) -> list[str]:
         refused = str(r["refused"])
         if r["refused"]:
             refused += f" ({', '.join(str(s) for s in r['refused_statuses'])})"
-        link_rate = r.get("client_link_bytes_per_s")
+        link_rate = r.get("client_link_mb_per_s")
         client_to = r.get("client_timed_out")
         rows.append(
             [
@@ -721,7 +721,7 @@ def _links(entry: dict[str, Any]) -> list[str]:
                 f"**{_pct(r['link_use'])}**",
                 _pct(r["link_busy"]),
                 _n(r.get("longest_accepted_s"), 1),
-                f"{link_rate / 1e6:.2f}" if isinstance(link_rate, int | float) else "–",
+                f"{link_rate:.2f}" if isinstance(link_rate, int | float) else "–",
                 "–" if client_to is None else client_to,
                 _cpu(r.get("client_cores")),
                 outcome,

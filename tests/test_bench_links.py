@@ -94,7 +94,7 @@ def _run(**overrides: Any) -> dict[str, Any]:
         "client_requests": 4,
         "client_retries": 0,
         "client_bytes_sent": 11_250_000,
-        "client_link_bytes_per_s": None,
+        "client_link_mb_per_s": None,
         "client_timed_out": None,
         "client_stopped": None,
         "stderr_tail": "",
@@ -117,7 +117,7 @@ def test_targets_and_report_section(tmp_path: Path) -> None:
             4.0,
             [_run(timed_out=2, requests=6, link_use=0.4, link_busy=0.95, client_timed_out=2)],
         ),
-        links._summary(fast, path, 4.0, [_run(link_use=0.97, client_link_bytes_per_s=12.1e6)]),
+        links._summary(fast, path, 4.0, [_run(link_use=0.97, client_link_mb_per_s=12.1)]),
     ]
     scenario = Scenario(title="Slow links")
     links._targets(scenario, rows)
